@@ -1,0 +1,48 @@
+"""ACTINN cell-type identification for single-cell RNA-seq, built on DeepChem.
+
+Names are imported lazily, so ``deepchem_actinn.cli`` can start (and hide
+DeepChem's import-time messages) before DeepChem is loaded.
+
+>>> import deepchem_actinn as da
+>>> sorted(da.PRESETS)[0]
+'actinn'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ActinnError": "errors", "GeneOverlapError": "errors", "InputError": "errors",
+    "ModelFileError": "errors",
+    "CountMatrix": "io", "join_labels": "io", "read_counts": "io", "read_labels": "io",
+    "ScRNAFeaturizer": "preprocessing",
+    "CellDataset": "data", "ScRNALoader": "data", "StratifiedSplitter": "data",
+    "PRESETS": "model", "ACTINNModel": "model", "ActinnClassifier": "model",
+    "AnnotationResult": "annotate", "annotate": "annotate", "train_reference": "annotate",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"deepchem_actinn.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'deepchem_actinn' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # static checkers see the eager imports
+    from deepchem_actinn.annotate import AnnotationResult, annotate, train_reference
+    from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
+    from deepchem_actinn.errors import ActinnError, GeneOverlapError, InputError, ModelFileError
+    from deepchem_actinn.io import CountMatrix, join_labels, read_counts, read_labels
+    from deepchem_actinn.model import PRESETS, ActinnClassifier, ACTINNModel
+    from deepchem_actinn.preprocessing import ScRNAFeaturizer

@@ -1,0 +1,370 @@
+"""``deepchem-actinn``: train a reference, annotate cells, score the calls.
+
+Every error a user can cause prints one line (``deepchem-actinn: error:
+FILE: problem``) and exits with status 2, leaving no partial output; every
+file is written under a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from typing import Any, Callable, Iterator, List, Optional, Sequence
+
+PROG = "deepchem-actinn"
+
+
+def _import_quietly() -> Any:
+    """Import the package with DeepChem's ~17 import-time messages hidden."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+        try:
+            import deepchem_actinn
+            import deepchem_actinn.annotate  # noqa: F401  (loads DeepChem)
+        finally:
+            logging.disable(previous)
+    logging.getLogger("deepchem").setLevel(logging.ERROR)
+    return deepchem_actinn
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int,
+                  file: Any = None, line: Optional[str] = None) -> None:
+    print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------
+# Safe output
+# ---------------------------------------------------------------------------
+
+
+def _same_file(a: str, b: Optional[str]) -> bool:
+    if b is None or not os.path.exists(a) or not os.path.exists(b):
+        return False
+    return os.path.samefile(a, b)
+
+
+def check_output_path(path: str, inputs: Sequence[Optional[str]], what: str = "output") -> None:
+    """Refuse an output that would overwrite an input or cannot be written."""
+    from deepchem_actinn.errors import InputError
+    for source in inputs:
+        if source is not None and (os.path.abspath(path) == os.path.abspath(source)
+                                   or _same_file(path, source)):
+            raise InputError(f"{what} path is also an input file; choose another name", path)
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise InputError(f"{what} path is a directory", path)
+    if not os.path.isdir(folder):
+        raise InputError(f"{what} folder {folder} does not exist", path)
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{what} folder {folder} is not writable", path)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; rename it into place only on success."""
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                         dir=folder)
+    os.close(handle)
+    try:
+        _chmod_as_umask(temporary, 0o666)
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+
+
+def _chmod_as_umask(path: str, mode: int) -> None:
+    """Give a mkstemp/mkdtemp path (0600/0700) the permissions a plain create would."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+
+
+def _progress_callback(total_steps: int, quiet: bool) -> List[Callable]:
+    if quiet:
+        return []
+    from tqdm.auto import tqdm
+    bar = tqdm(total=total_steps, desc="training", unit="step", file=sys.stderr,
+               mininterval=0.5, leave=True)
+
+    def advance(model: Any, step: int) -> None:
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(lr=f"{model.current_learning_rate():.2e}", refresh=False)
+        if bar.n >= total_steps:
+            bar.close()
+
+    return [advance]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    da = _import_quietly()
+    from deepchem_actinn.annotate import featurize
+    from deepchem_actinn.data import ScRNALoader
+    from deepchem_actinn.errors import InputError
+    from deepchem_actinn.model import ACTINNModel
+    from deepchem_actinn.preprocessing import ScRNAFeaturizer
+
+    for name in (args.train_set, args.train_labels, args.query):
+        if name is not None and os.path.abspath(args.model_dir) == os.path.abspath(name):
+            raise InputError("model directory is also an input file", args.model_dir)
+    if os.path.exists(args.model_dir) and not os.path.isdir(args.model_dir):
+        raise InputError("model directory path exists and is not a directory", args.model_dir)
+    matrix = da.read_counts(args.train_set, key=args.key)
+    dataset = ScRNALoader().create_dataset(matrix, args.train_labels)
+    if dataset.n_classes < 2:
+        raise InputError(f"the labels hold a single cell type ('{dataset.classes[0]}'); "
+                         "ACTINN needs at least two", args.train_labels)
+    library = dataset.X.sum(axis=1)
+    if (library == 0).any():
+        warnings.warn(f"{args.train_set}: dropped {int((library == 0).sum())} cells with "
+                      "zero counts", stacklevel=1)
+        dataset = dataset.select([i for i, v in enumerate(library) if v > 0])
+    featurizer = ScRNAFeaturizer(min_gene_overlap=args.min_overlap)
+    train_matrix = dataset.to_count_matrix(args.train_set)
+    if args.query is not None:
+        query = da.read_counts(args.query, key=args.query_key)
+        if args.joint:
+            featurizer.fit(train_matrix, joint_with=query)
+        else:
+            featurizer.fit(train_matrix, restrict_to=list(query.genes))
+    else:
+        if args.joint:
+            raise InputError("--joint needs --query FILE", args.train_set)
+        featurizer.fit(train_matrix)
+    features = featurize(featurizer, dataset)
+    model = ACTINNModel(len(featurizer.genes_), dataset.n_classes, preset=args.preset,
+                        classes=dataset.classes, featurizer=featurizer, seed=args.seed,
+                        device=None if args.device == "auto" else args.device,
+                        epochs=args.epochs, batch_size=args.batch_size,
+                        learning_rate=args.learning_rate)
+    steps = model.epochs * model.steps_per_epoch(len(features))
+    print(f"{PROG}: {len(features)} cells, {len(featurizer.genes_)} genes kept of "
+          f"{len(featurizer.input_genes_)}, {dataset.n_classes} types, {model.epochs} epochs "
+          f"({steps} steps)", file=sys.stderr)
+    model.fit(features, callbacks=_progress_callback(steps, args.quiet), checkpoint_interval=0)
+    train_acc = float((model.predict_proba(features).argmax(1) == features.y.ravel()).mean())
+    model.save(args.model_dir)
+    print(f"{PROG}: training accuracy {train_acc:.4f}; model saved to {args.model_dir}")
+    return 0
+
+
+def _write_table(frame: Any, path: str) -> None:
+    with atomic_output(path) as temporary:
+        frame.to_csv(temporary, sep="\t", float_format="%.6g")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    da = _import_quietly()
+    inputs = [args.test_set, os.path.join(args.model_dir, "actinn_model.json"),
+              os.path.join(args.model_dir, "weights.pt")]
+    check_output_path(args.output, inputs)
+    if args.probabilities is not None:
+        check_output_path(args.probabilities, inputs + [args.output], "probabilities")
+    model = da.ACTINNModel.load(args.model_dir,
+                                device=None if args.device == "auto" else args.device)
+    result = da.annotate(args.test_set, model, threshold=args.threshold, key=args.key)
+    print(f"{PROG}: {result.overlap.summary()}", file=sys.stderr)
+    table = result.to_dataframe()
+    _write_table(table, args.output)
+    if args.probabilities is not None:
+        probabilities = result.to_dataframe(probabilities=True).drop(
+            columns=["cell_type", "probability"])
+        _write_table(probabilities, args.probabilities)
+    counts = table["cell_type"].value_counts()
+    print(f"{PROG}: annotated {len(table)} cells -> {args.output}")
+    for name, count in counts.items():
+        print(f"  {name}\t{count}")
+    return 0
+
+
+def read_predictions(path: str) -> Any:
+    """Read a predictions TSV written by ``predict`` (``cell_id``, ``cell_type``, ...)."""
+    import pandas as pd
+
+    from deepchem_actinn.errors import InputError
+    if not os.path.isfile(path):
+        raise InputError("file not found", path)
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype={"cell_id": str, "cell_type": str})
+    except Exception as exc:
+        raise InputError(f"cannot read predictions TSV: {exc}", path) from exc
+    if not {"cell_id", "cell_type"} <= set(frame.columns):
+        raise InputError("predictions need columns cell_id and cell_type (written by "
+                         "'deepchem-actinn predict')", path)
+    if frame["cell_id"].duplicated().any():
+        raise InputError("predictions hold duplicate cell ids", path)
+    return frame.set_index("cell_id")
+
+
+def evaluation_report(predicted_names: Any, true_names: Any,
+                      unassigned: str = "Unassigned") -> dict:
+    """Accuracy, macro-F1, coverage and per-class precision/recall/F1 of called types."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+    predicted = np.asarray(predicted_names, dtype=object)
+    truth = np.asarray(true_names, dtype=object)
+    assigned = predicted != unassigned
+    classes = sorted(set(truth))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=classes, zero_division=0)
+    table = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
+                          "support": support}, index=pd.Index(classes, name="cell_type"))
+    return {
+        "n_cells": int(len(truth)),
+        "accuracy": float((predicted == truth).mean()),
+        "macro_f1": float(f1_score(truth, predicted, labels=classes, average="macro",
+                                   zero_division=0)),
+        "coverage": float(assigned.mean()),
+        "assigned_accuracy": float((predicted[assigned] == truth[assigned]).mean())
+        if assigned.any() else float("nan"),
+        "per_class": table,
+    }
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    da = _import_quietly()
+    from deepchem_actinn.errors import InputError
+    predictions = read_predictions(args.predictions)
+    labels = da.read_labels(args.labels)
+    shared = predictions.index.intersection(labels.index)
+    if len(shared) == 0:
+        raise InputError(f"no predicted cell id matches a label id in {args.labels}",
+                         args.predictions)
+    if len(shared) < len(predictions):
+        warnings.warn(f"{len(predictions) - len(shared)} of {len(predictions)} predicted cells "
+                      f"have no label in {args.labels}; scored the {len(shared)} labelled",
+                      stacklevel=1)
+    report = evaluation_report(predictions.loc[shared, "cell_type"], labels.loc[shared])
+    print(f"cells\t{report['n_cells']}")
+    print(f"accuracy\t{report['accuracy']:.4f}")
+    print(f"macro_f1\t{report['macro_f1']:.4f}")
+    if report["coverage"] < 1.0:
+        print(f"coverage\t{report['coverage']:.4f}")
+        print(f"assigned_accuracy\t{report['assigned_accuracy']:.4f}")
+    print()
+    print(report["per_class"].to_string(float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# Parser
+# ---------------------------------------------------------------------------
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _presets() -> List[str]:
+    return list(_import_quietly().PRESETS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="ACTINN cell-type identification "
+                                     "for scRNA-seq on DeepChem.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command")
+
+    train = commands.add_parser("train", help="train a reference model")
+    train.add_argument("--train-set", required=True, help="genes x cells counts (pandas HDF)")
+    train.add_argument("--train-labels", required=True, help="cell_id<TAB>cell_type TSV")
+    train.add_argument("--model-dir", required=True, help="directory to write the model to")
+    train.add_argument("--query", help="restrict training to the genes this file shares")
+    train.add_argument("--joint", action="store_true",
+                       help="fit gene filters on training + query cells (the paper's mode)")
+    train.add_argument("--key", help="HDF key of --train-set (default dge or the only key)")
+    train.add_argument("--query-key", help="HDF key of --query")
+    train.add_argument("--preset", default="actinn", choices=sorted(_presets()),
+                       help="actinn: the paper's network and training (default)")
+    train.add_argument("--epochs", type=_positive_int, help="default 50")
+    train.add_argument("--batch-size", type=_positive_int, help="default 128")
+    train.add_argument("--learning-rate", type=float, help="initial rate, default 1e-4")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--min-overlap", type=_probability, default=0.1,
+                       help="smallest fraction of model genes a query must hold (default 0.1)")
+    train.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=cmd_train)
+
+    predict = commands.add_parser("predict", help="annotate cells with a trained model")
+    predict.add_argument("--model-dir", required=True)
+    predict.add_argument("--test-set", required=True, help="genes x cells counts (pandas HDF)")
+    predict.add_argument("--output", required=True,
+                         help="predictions TSV: cell_id, cell_type, probability")
+    predict.add_argument("--probabilities", help="TSV of every class probability per cell")
+    predict.add_argument("--threshold", type=_probability,
+                         help="label cells below this probability 'Unassigned'")
+    predict.add_argument("--key", help="HDF key of --test-set")
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(handler=cmd_predict)
+
+    evaluate = commands.add_parser("evaluate", help="score predictions against labels")
+    evaluate.add_argument("--predictions", required=True, help="TSV written by predict")
+    evaluate.add_argument("--labels", required=True, help="cell_id<TAB>cell_type TSV")
+    evaluate.set_defaults(handler=cmd_evaluate)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    # Import first, quietly: any deepchem_actinn import pulls in DeepChem.
+    da = _import_quietly()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        print(f"{PROG} {da.__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    ActinnError = da.ActinnError
+    previous_showwarning = warnings.showwarning
+    warnings.showwarning = _show_warning
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+            warnings.showwarning = _show_warning
+            return int(args.handler(args))
+    except BrokenPipeError:  # output piped into `head`, say
+        return 0
+    except (ActinnError, OSError) as error:
+        print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    finally:
+        warnings.showwarning = previous_showwarning
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""DeepChem datasets of cells: a loader and a stratified splitter.
+
+:class:`ScRNALoader` turns a genes x cells file plus a label TSV into a
+:class:`CellDataset`, a ``dc.data.NumpyDataset`` of cells x genes with
+integer ``y`` (shape ``(n, 1)``), unit ``w`` and the cell ids as ``ids``,
+that also remembers its gene names and its (sorted) class list so every
+DeepChem splitter, metric and callback can be used on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import List, Optional, Sequence, Tuple, Union
+
+import deepchem as dc
+import numpy as np
+import pandas as pd
+
+from deepchem_actinn.errors import InputError
+from deepchem_actinn.io import (
+    CountMatrix,
+    CountMatrixWarning,
+    Names,
+    PathLike,
+    join_labels,
+    read_counts,
+    read_labels,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class CellDataset(dc.data.NumpyDataset):
+    """A ``NumpyDataset`` of cells that carries its gene names and class names.
+
+    ``select`` (used by every DeepChem splitter) keeps both, so a split of a
+    ``CellDataset`` is still a ``CellDataset``.
+
+    Parameters
+    ----------
+    X: np.ndarray
+        Cells x genes, float32.
+    y: np.ndarray, optional
+        Class indices into ``classes``, shape ``(n, 1)``; -1 for a cell whose
+        type is not among ``classes`` (its weight is then 0).
+    w, ids:
+        As in ``NumpyDataset``; ``ids`` are the cell ids.
+    genes: sequence of str
+        Names of the columns of ``X``.
+    classes: sequence of str
+        Cell-type names; ``y`` indexes this list.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = CellDataset(np.ones((3, 2)), np.array([[0], [1], [0]]), ids=["a", "b", "c"],
+    ...                  genes=["G1", "G2"], classes=["B cell", "T cell"])
+    >>> part = ds.select([2, 1])
+    >>> type(part).__name__, part.ids.tolist(), part.cell_types().tolist()
+    ('CellDataset', ['c', 'b'], ['B cell', 'T cell'])
+    """
+
+    def __init__(self, X: np.ndarray, y: Optional[np.ndarray] = None,
+                 w: Optional[np.ndarray] = None, ids: Optional[Names] = None,
+                 genes: Optional[Names] = None,
+                 classes: Optional[Names] = None) -> None:
+        X = np.asarray(X, dtype=np.float32)
+        if y is not None:
+            y = np.asarray(y, dtype=np.int64).reshape(-1, 1)
+            if w is None:
+                w = (y >= 0).astype(np.float32)
+        super().__init__(X, y, w, None if ids is None else np.asarray(ids, dtype=object),
+                         n_tasks=1)
+        self.genes = np.asarray(genes if genes is not None else
+                                [f"GENE{i}" for i in range(X.shape[1])], dtype=object)
+        self.classes = np.asarray(classes if classes is not None else [], dtype=object)
+        if len(self.genes) != X.shape[1]:
+            raise ValueError(f"{len(self.genes)} gene names for {X.shape[1]} columns")
+
+    def select(self, indices: Union[Sequence[int], np.ndarray],
+               select_dir: Optional[str] = None) -> CellDataset:
+        indices = np.asarray(indices, dtype=np.int64)
+        return CellDataset(self.X[indices], self.y[indices], self.w[indices], self.ids[indices],
+                           genes=self.genes, classes=self.classes)
+
+    def cell_types(self) -> np.ndarray:
+        """Cell-type names of the labelled cells (``None`` where ``y`` is -1)."""
+        y = self.y.ravel().astype(np.int64)
+        names = np.empty(len(y), dtype=object)
+        known = y >= 0
+        names[known] = self.classes[y[known]]
+        return names
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def to_count_matrix(self, source: str = "<dataset>") -> CountMatrix:
+        """The same cells as a :class:`~deepchem_actinn.io.CountMatrix`."""
+        return CountMatrix(self.X, self.genes, self.ids, source=source)
+
+
+def encode_labels(labels: Names, classes: Optional[Names] = None,
+                  source: str = "<labels>") -> Tuple[np.ndarray, np.ndarray]:
+    """Map names to indices into ``classes`` (default: the sorted unique names).
+
+    Names outside a given ``classes`` become -1, with a warning.
+
+    Examples
+    --------
+    >>> y, classes = encode_labels(["T", "B", "T"])
+    >>> y.ravel().tolist(), classes.tolist()
+    ([1, 0, 1], ['B', 'T'])
+    """
+    names = np.asarray([str(v) for v in labels], dtype=object)
+    if classes is None:
+        classes = np.asarray(sorted(set(names)), dtype=object)
+    else:
+        classes = np.asarray([str(c) for c in classes], dtype=object)
+    lookup = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([lookup.get(n, -1) for n in names], dtype=np.int64).reshape(-1, 1)
+    unknown = y.ravel() < 0
+    if unknown.any():
+        examples = sorted(set(names[unknown]))[:5]
+        warnings.warn(f"{source}: {int(unknown.sum())} cells have types the model does not "
+                      f"know ({', '.join(examples)}); they get y=-1 and weight 0",
+                      CountMatrixWarning, stacklevel=2)
+    return y, classes
+
+
+class ScRNALoader:
+    """Load count files and label files into :class:`CellDataset` objects.
+
+    Like a ``dc.data.DataLoader``: ``create_dataset`` takes the inputs and
+    returns a dataset. ``X`` holds raw counts, cells x genes; fit a
+    :class:`~deepchem_actinn.preprocessing.ScRNAFeaturizer` on the training
+    part only, after splitting.
+
+    Parameters
+    ----------
+    classes: sequence of str, optional
+        Fix the class list (e.g. a trained model's); default the sorted
+        cell types found in the labels.
+    key: str, optional
+        HDF key of the count matrix.
+
+    Examples
+    --------
+    >>> import os, tempfile, pandas as pd
+    >>> folder = tempfile.mkdtemp()
+    >>> pd.DataFrame([[5, 0, 1], [0, 3, 2]], index=["Cd19", "Cd3e"],
+    ...              columns=["c1", "c2", "c3"]).to_hdf(os.path.join(folder, "x.h5"), key="dge")
+    >>> _ = open(os.path.join(folder, "y.tsv"), "w").write("c3\\tT\\nc1\\tB\\nc2\\tT\\n")
+    >>> ds = ScRNALoader().create_dataset(os.path.join(folder, "x.h5"),
+    ...                                   os.path.join(folder, "y.tsv"))
+    >>> ds.X.shape, ds.ids.tolist(), ds.y.ravel().tolist(), ds.classes.tolist()
+    ((3, 2), ['c1', 'c2', 'c3'], [0, 1, 1], ['B', 'T'])
+    """
+
+    def __init__(self, classes: Optional[Names] = None, key: Optional[str] = None) -> None:
+        self.classes = None if classes is None else list(classes)
+        self.key = key
+
+    def create_dataset(self, counts: Union[PathLike, CountMatrix],
+                       labels: Optional[Union[PathLike, pd.Series]] = None) -> CellDataset:
+        matrix = counts if isinstance(counts, CountMatrix) else read_counts(counts, key=self.key)
+        if labels is None:
+            return CellDataset(_dense(matrix), ids=matrix.cells, genes=matrix.genes,
+                               classes=self.classes)
+        if isinstance(labels, pd.Series):
+            label_series, label_source = labels, "<labels>"
+        else:
+            label_series, label_source = read_labels(labels), os.fspath(labels)
+        joined = join_labels(matrix, label_series, label_source=label_source)
+        y, classes = encode_labels(joined.labels, self.classes, source=label_source)
+        return CellDataset(_dense(joined.matrix), y, ids=joined.matrix.cells,
+                           genes=joined.matrix.genes, classes=classes)
+
+
+def _dense(matrix: CountMatrix) -> np.ndarray:
+    X = matrix.X
+    return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
+
+
+class StratifiedSplitter(dc.splits.Splitter):
+    """Split so every cell type keeps its proportions in train, valid and test.
+
+    DeepChem's ``RandomStratifiedSplitter`` stratifies integer labels as
+    0-vs-rest and ``SingletaskStratifiedSplitter`` returns float indices;
+    this one stratifies on every class of ``y[:, 0]`` and returns integer
+    indices. Each type gets at least one training cell, and at least one
+    test (then validation) cell when that split is asked for. A type with a
+    single cell cannot be stratified and is refused.
+
+    Examples
+    --------
+    >>> import numpy as np, deepchem as dc
+    >>> y = np.array([0] * 80 + [1] * 20).reshape(-1, 1)
+    >>> ds = dc.data.NumpyDataset(np.zeros((100, 1)), y)
+    >>> train, valid, test = StratifiedSplitter().split(ds, 0.8, 0.1, 0.1, seed=0)
+    >>> len(train), len(valid), len(test), int((y[test] == 1).sum())
+    (80, 10, 10, 2)
+    """
+
+    def split(self, dataset: dc.data.Dataset, frac_train: float = 0.8, frac_valid: float = 0.1,
+              frac_test: float = 0.1, seed: Optional[int] = None,
+              log_every_n: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        fractions = np.array([frac_train, frac_valid, frac_test], dtype=np.float64)
+        if (fractions < 0).any() or not np.isclose(fractions.sum(), 1.0):
+            raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions.tolist()}")
+        y = np.asarray(dataset.y).reshape(len(dataset), -1)[:, 0].astype(np.int64)
+        rng = np.random.default_rng(seed)
+        parts: List[List[np.ndarray]] = [[], [], []]
+        wanted = fractions > 0
+        for label in np.unique(y):
+            members = rng.permutation(np.flatnonzero(y == label))
+            counts = _allocate(len(members), fractions)
+            if wanted.sum() > 1 and len(members) < 2:
+                name = label
+                classes = getattr(dataset, "classes", None)
+                if classes is not None and 0 <= label < len(classes):
+                    name = classes[label]
+                raise InputError(f"cell type '{name}' has a single cell, so it cannot be split "
+                                 "by type; remove it or add cells")
+            start = 0
+            for part, count in zip(parts, counts, strict=True):
+                part.append(members[start:start + count])
+                start += count
+        train, valid, test = (np.sort(np.concatenate(p)).astype(np.int64) if p
+                              else np.zeros(0, np.int64) for p in parts)
+        return train, valid, test
+
+
+def _allocate(n: int, fractions: np.ndarray) -> List[int]:
+    """Largest-remainder split of ``n`` items, then at least one train and one test item."""
+    raw = fractions * n
+    counts = np.floor(raw).astype(int)
+    for index in np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]:
+        counts[index] += 1
+    # Guarantees, in priority order: train, test, valid (each only if asked for).
+    for target in (0, 2, 1):
+        if fractions[target] > 0 and counts[target] == 0 and n > 0:
+            donor = int(np.argmax(np.where(np.arange(3) == target, -1, counts)))
+            if counts[donor] > 1 or (donor != 0 and counts[donor] > 0):
+                counts[donor] -= 1
+                counts[target] += 1
+    return counts.tolist()

@@ -1,0 +1,32 @@
+"""Exceptions with one-line messages that name the offending file."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class ActinnError(ValueError):
+    """Base class for every error this package raises about user input.
+
+    It subclasses ``ValueError`` so ``except ValueError`` keeps working, and
+    the CLI prints ``str(error)`` on one line with no traceback.
+    """
+
+    def __init__(self, problem: str, path: Optional[object] = None) -> None:
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        message = problem if self.path is None else f"{self.path}: {problem}"
+        # One line, always: messages may embed examples taken from user files.
+        super().__init__(" ".join(message.split()))
+
+
+class InputError(ActinnError):
+    """A count matrix or label file that cannot be used as given."""
+
+
+class ModelFileError(ActinnError):
+    """A model directory that is missing, corrupted, tampered with or too new."""
+
+
+class GeneOverlapError(ActinnError):
+    """A query shares too few genes with the model to be annotated."""

@@ -1,0 +1,515 @@
+"""ACTINN's network: a pure torch module and the DeepChem ``TorchModel`` around it.
+
+:class:`ActinnClassifier` is the ``nn.Module`` (genes -> 100 -> 50 -> 25 ->
+types, ReLU). :class:`ACTINNModel` trains it the way ACTINN does, through
+DeepChem: softmax cross-entropy, Adam at 1e-4 with a staircase decay of 0.95
+every 1000 steps that really applies (the schedule sits inside the
+optimizer, where ``TorchModel`` reads it), an L2 penalty of 0.005 on the
+weights only (``tf.nn.l2_loss`` semantics, sum of squares / 2; biases are
+not penalised, unlike ``Adam(weight_decay=)``), mini-batches of 128 with no
+padding, 50 epochs.
+
+A trained model is a reusable reference: :meth:`ACTINNModel.save` writes
+its genes, classes, preprocessing and hyper-parameters as JSON beside the
+weights, and :meth:`ACTINNModel.load` rebuilds it in any process without
+unpickling anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import deepchem as dc
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from deepchem.models.optimizers import Adam, ExponentialDecay
+
+from deepchem_actinn.errors import ModelFileError
+from deepchem_actinn.io import Names
+from deepchem_actinn.preprocessing import ScRNAFeaturizer
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "actinn_model.json"
+WEIGHTS_FILE = "weights.pt"
+MODEL_FORMAT = "deepchem_actinn.model"
+MODEL_FORMAT_VERSION = 1
+
+#: Hyper-parameters of the original ACTINN (the default preset).
+ACTINN_DEFAULTS: Dict[str, Any] = {
+    "hidden_sizes": (100, 50, 25),
+    "learning_rate": 1e-4,
+    "decay_rate": 0.95,
+    "decay_steps": 1000,
+    "l2": 0.005,
+    "batch_size": 128,
+    "epochs": 50,
+    "input_dropout": 0.0,
+}
+
+#: Named settings: ``actinn`` is the paper's network and training.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "actinn": {},
+}
+
+
+class ActinnClassifier(nn.Module):
+    """ACTINN's multilayer perceptron as a plain ``torch.nn.Module``.
+
+    Parameters
+    ----------
+    n_genes: int
+        Input features (genes kept by preprocessing).
+    n_classes: int
+        Cell types.
+    hidden_sizes: sequence of int
+        Width of each hidden ReLU layer; ``(100, 50, 25)`` in ACTINN.
+    input_dropout: float
+        Dropout on the input genes while training (0 in ACTINN).
+
+    Returns from ``forward``: class probabilities ``(B, 1, K)`` (softmax of
+    the logits divided by the calibration temperature), logits
+    ``(B, 1, K)`` and the last hidden layer ``(B, hidden_sizes[-1])``, the
+    shapes DeepChem's classifiers use.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = ActinnClassifier(n_genes=30, n_classes=4)
+    >>> probs, logits, embedding = net(torch.zeros(2, 30))
+    >>> tuple(probs.shape), tuple(logits.shape), tuple(embedding.shape)
+    ((2, 1, 4), (2, 1, 4), (2, 25))
+    """
+
+    def __init__(self, n_genes: int, n_classes: int,
+                 hidden_sizes: Sequence[int] = (100, 50, 25), input_dropout: float = 0.0,
+                 generator: Optional[torch.Generator] = None) -> None:
+        super().__init__()
+        sizes = [int(n_genes)] + [int(h) for h in hidden_sizes]
+        self.hidden = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.output = nn.Linear(sizes[-1], int(n_classes))
+        self.input_dropout = nn.Dropout(float(input_dropout))
+        # Temperature scaling (1 = none); a buffer so it is saved with the weights.
+        self.register_buffer("temperature", torch.ones(()))
+        for layer in self.layers():
+            nn.init.xavier_uniform_(layer.weight, generator=generator)
+            nn.init.zeros_(layer.bias)
+
+    def layers(self) -> List[nn.Linear]:
+        """The linear layers, input to output."""
+        return [layer for layer in self.hidden if isinstance(layer, nn.Linear)] + [self.output]
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.input_dropout(x)
+        for layer in self.hidden:
+            h = F.relu(layer(h))
+        logits = self.output(h)
+        probs = F.softmax(logits / self.temperature, dim=-1)
+        return probs.unsqueeze(1), logits.unsqueeze(1), h
+
+    def weight_penalty(self) -> torch.Tensor:
+        """Sum of squared weights / 2 (``tf.nn.l2_loss``), biases excluded."""
+        penalty = torch.zeros((), device=self.output.weight.device)
+        for layer in self.layers():
+            penalty = penalty + layer.weight.pow(2).sum()
+        return penalty / 2
+
+
+def _schedule_value(schedule: Any, step: int) -> float:
+    """Learning rate of a DeepChem schedule (or constant) after ``step`` steps."""
+    if isinstance(schedule, ExponentialDecay):
+        exponent = step / schedule.decay_steps
+        if schedule.staircase:
+            exponent = math.floor(exponent)
+        return float(schedule.initial_rate * schedule.decay_rate ** exponent)
+    return float(schedule)
+
+
+class ACTINNModel(dc.models.TorchModel):
+    """ACTINN cell-type classifier for DeepChem.
+
+    Parameters
+    ----------
+    n_genes: int
+        Number of input genes (``len(featurizer.genes_)``).
+    n_classes: int
+        Number of cell types.
+    hidden_sizes: sequence of int
+        Hidden layer widths, default ``(100, 50, 25)``.
+    learning_rate: float
+        Initial Adam learning rate, 1e-4.
+    decay_rate, decay_steps: float, int
+        Staircase exponential decay: the rate is multiplied by ``decay_rate``
+        every ``decay_steps`` optimizer steps (0.95 every 1000).
+    l2: float
+        Weight of the L2 penalty ``l2 * sum(W**2) / 2`` on weights (0.005).
+    batch_size: int
+        Mini-batch size, 128.
+    epochs: int
+        Default number of epochs for :meth:`fit`, 50.
+    input_dropout: float
+        Dropout on the input genes (0 in ACTINN).
+    preset: str
+        ``"actinn"`` (the paper's settings); explicit arguments override it.
+    classes: sequence of str, optional
+        Cell-type names, index-aligned with the outputs.
+    featurizer: ScRNAFeaturizer, optional
+        The fitted preprocessing; saved with the model.
+    seed: int
+        Seeds weight initialisation and batch shuffling.
+    device: str or torch.device, optional
+        ``"cpu"``, ``"cuda"``...; default: a GPU when one is present.
+
+    Examples
+    --------
+    >>> import numpy as np, deepchem as dc
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(64, 20)).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(int).reshape(-1, 1)
+    >>> model = ACTINNModel(n_genes=20, n_classes=2, learning_rate=1e-2, batch_size=16)
+    >>> _ = model.fit(dc.data.NumpyDataset(X, y), nb_epoch=30)
+    >>> model.predict_proba(dc.data.NumpyDataset(X)).shape
+    (64, 2)
+    """
+
+    def __init__(self, n_genes: int, n_classes: int, hidden_sizes: Optional[Sequence[int]] = None,
+                 learning_rate: Optional[float] = None, decay_rate: Optional[float] = None,
+                 decay_steps: Optional[int] = None, l2: Optional[float] = None,
+                 batch_size: Optional[int] = None, epochs: Optional[int] = None,
+                 input_dropout: Optional[float] = None, preset: str = "actinn",
+                 classes: Optional[Names] = None,
+                 featurizer: Optional[ScRNAFeaturizer] = None, seed: int = 0,
+                 device: Optional[Union[str, torch.device]] = None, **kwargs: Any) -> None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
+        given = {"hidden_sizes": hidden_sizes, "learning_rate": learning_rate,
+                 "decay_rate": decay_rate, "decay_steps": decay_steps, "l2": l2,
+                 "batch_size": batch_size, "epochs": epochs, "input_dropout": input_dropout}
+        settings = {**ACTINN_DEFAULTS, **PRESETS[preset],
+                    **{k: v for k, v in given.items() if v is not None}}
+        settings["hidden_sizes"] = tuple(int(h) for h in settings["hidden_sizes"])
+        self.preset = preset
+        self.settings = settings
+        self.n_genes = int(n_genes)
+        self.n_classes = int(n_classes)
+        self.seed = int(seed)
+        self.epochs = int(settings["epochs"])
+        if classes is not None and len(classes) != self.n_classes:
+            raise ValueError(f"{len(classes)} class names for n_classes={n_classes}")
+        self.classes = np.asarray(classes if classes is not None else
+                                  [str(i) for i in range(self.n_classes)], dtype=object)
+        if featurizer is not None and featurizer.genes_ is not None \
+                and len(featurizer.genes_) != self.n_genes:
+            raise ValueError(f"featurizer keeps {len(featurizer.genes_)} genes but "
+                             f"n_genes={n_genes}")
+        self.featurizer = featurizer
+        generator = torch.Generator().manual_seed(self.seed)
+        module = ActinnClassifier(self.n_genes, self.n_classes, settings["hidden_sizes"],
+                                  settings["input_dropout"], generator=generator)
+        schedule = ExponentialDecay(float(settings["learning_rate"]),
+                                    float(settings["decay_rate"]), int(settings["decay_steps"]),
+                                    staircase=True)
+        l2_weight = float(settings["l2"])
+        super().__init__(
+            module,
+            loss=dc.models.losses.SparseSoftmaxCrossEntropy(),
+            output_types=["prediction", "loss", "embedding"],
+            batch_size=int(settings["batch_size"]),
+            # TorchModel ignores learning_rate= when optimizer= is given: the
+            # schedule must live inside the optimizer to be applied at all.
+            optimizer=Adam(learning_rate=schedule),
+            regularization_loss=(lambda: l2_weight * module.weight_penalty())
+            if l2_weight > 0 else None,
+            device=torch.device(device) if isinstance(device, str) else device,
+            **kwargs)
+        self._shuffle_rng = np.random.default_rng(self.seed)
+
+    # -- hyper-parameters --------------------------------------------------------
+
+    @property
+    def hyperparameters(self) -> Dict[str, Any]:
+        """Everything needed to rebuild this model (JSON-serialisable)."""
+        settings = dict(self.settings)
+        settings["hidden_sizes"] = list(settings["hidden_sizes"])
+        return {**settings, "preset": self.preset, "seed": self.seed}
+
+    @property
+    def genes(self) -> Optional[np.ndarray]:
+        """Input gene names (from the featurizer), or ``None``."""
+        return None if self.featurizer is None else self.featurizer.genes_
+
+    # -- training ------------------------------------------------------------------
+
+    def default_generator(self, dataset: dc.data.Dataset, epochs: int = 1, mode: str = "fit",
+                          deterministic: bool = True, pad_batches: bool = True
+                          ) -> Iterable[Tuple[List, List, List]]:
+        """Batches as ACTINN makes them: reshuffled each epoch, last batch partial.
+
+        Shuffling uses the model's own seeded generator, so two models with
+        the same seed see the same batches. Sparse ``X`` is densified one
+        batch at a time.
+        """
+        X = getattr(dataset, "X", None)
+        if X is None or not hasattr(X, "shape") or isinstance(dataset, dc.data.DiskDataset):
+            yield from super().default_generator(dataset, epochs, mode, deterministic,
+                                                 pad_batches=False)
+            return
+        n = X.shape[0]
+        y, w = dataset.y, dataset.w
+        shuffle = mode == "fit" and not deterministic
+        for _ in range(epochs):
+            order = self._shuffle_rng.permutation(n) if shuffle else np.arange(n)
+            for start in range(0, n, self.batch_size):
+                index = order[start:start + self.batch_size]
+                if not shuffle:
+                    index = slice(start, start + self.batch_size)  # type: ignore[assignment]
+                X_b = X[index]
+                if hasattr(X_b, "toarray"):
+                    X_b = X_b.toarray()
+                X_b = np.asarray(X_b, dtype=np.float32)
+                y_b = None if y is None or len(y) == 0 else np.asarray(y[index]).reshape(-1, 1)
+                w_b = None if w is None or len(w) == 0 else np.asarray(w[index],
+                                                                        dtype=np.float32)
+                if y_b is not None:
+                    y_b = y_b.astype(np.int64)
+                    w_b = np.ones((len(y_b), 1), np.float32) if w_b is None else w_b
+                    w_b = w_b.reshape(len(y_b), -1) * (y_b >= 0)  # unknown types weigh 0
+                    y_b = np.maximum(y_b, 0)
+                yield ([X_b], [y_b], [w_b])
+
+    def fit(self, dataset: dc.data.Dataset, nb_epoch: Optional[int] = None,  # type: ignore[override]
+            max_checkpoints_to_keep: int = 5, checkpoint_interval: int = 1000,
+            deterministic: bool = False, restore: bool = False,
+            variables: Optional[Any] = None, loss: Optional[Any] = None,
+            callbacks: Union[Callable, List[Callable]] = [],
+            all_losses: Optional[List[float]] = None) -> float:
+        """Train; ``nb_epoch`` defaults to the model's ``epochs`` (50 for ACTINN)."""
+        return super().fit(dataset, nb_epoch=self.epochs if nb_epoch is None else nb_epoch,
+                           max_checkpoints_to_keep=max_checkpoints_to_keep,
+                           checkpoint_interval=checkpoint_interval,
+                           deterministic=deterministic, restore=restore, variables=variables,
+                           loss=loss, callbacks=callbacks, all_losses=all_losses)
+
+    def steps_per_epoch(self, n_cells: int) -> int:
+        return int(math.ceil(n_cells / self.batch_size))
+
+    def current_learning_rate(self) -> float:
+        """The learning rate the optimizer will use for the next step."""
+        self._ensure_built()
+        return float(self._pytorch_optimizer.param_groups[0]["lr"])
+
+    def restore(self, checkpoint: Optional[str] = None, model_dir: Optional[str] = None,
+                strict: Optional[bool] = True) -> None:
+        """Restore a checkpoint and put the learning-rate schedule at its step.
+
+        DeepChem's checkpoints do not save the scheduler, so without this a
+        resumed run would restart the decay from step 0.
+        """
+        super().restore(checkpoint=checkpoint, model_dir=model_dir, strict=strict)
+        self._sync_schedule()
+
+    def _sync_schedule(self) -> None:
+        schedule = self.optimizer.learning_rate
+        rate = _schedule_value(schedule, self._global_step)
+        for group in self._pytorch_optimizer.param_groups:
+            group["lr"] = rate
+            group["initial_lr"] = _schedule_value(schedule, 0)
+        if self._lr_schedule is not None:
+            self._lr_schedule.last_epoch = self._global_step
+            self._lr_schedule._last_lr = [rate for _ in self._pytorch_optimizer.param_groups]
+
+    # -- prediction ----------------------------------------------------------------
+
+    def evaluate(self, dataset: dc.data.Dataset, metrics: Any, transformers: List = [],
+                 per_task_metrics: bool = False, use_sample_weights: bool = False,
+                 n_classes: Optional[int] = None) -> Any:
+        """DeepChem's ``evaluate`` with ``n_classes`` defaulting to this model's.
+
+        ``dc.models.ValidationCallback`` calls ``evaluate`` without
+        ``n_classes``, which otherwise means 2 and fails for more cell types.
+        """
+        return super().evaluate(dataset, metrics, transformers, per_task_metrics,
+                                use_sample_weights,
+                                n_classes=self.n_classes if n_classes is None else n_classes)
+
+    def predict_proba(self, dataset: dc.data.Dataset) -> np.ndarray:
+        """Class probabilities, shape ``(n_cells, n_classes)``."""
+        return np.asarray(self.predict(dataset)).reshape(-1, self.n_classes)
+
+    def predict_labels(self, dataset: dc.data.Dataset) -> np.ndarray:
+        """The most probable cell-type name of each cell."""
+        return self.classes[self.predict_proba(dataset).argmax(axis=1)]
+
+    # -- persistence -----------------------------------------------------------------
+
+    def save(self, directory: Union[str, os.PathLike[str]]) -> str:
+        """Write this model as a self-contained reference directory.
+
+        Files: ``actinn_model.json`` (format version, hyper-parameters,
+        classes, preprocessing with its gene lists, SHA-256 of the weights)
+        and ``weights.pt`` (a plain tensor ``state_dict``). The directory is
+        written under a temporary name and renamed into place, so an
+        interrupted save leaves the previous model or nothing.
+        """
+        if self.featurizer is None or self.featurizer.genes_ is None:
+            raise ValueError("a model needs its fitted featurizer to be saved as a reference")
+        from deepchem_actinn import __version__
+        target = os.path.abspath(os.fspath(directory))
+        if os.path.isdir(target) and os.listdir(target) and not os.path.isfile(
+                os.path.join(target, MODEL_FILE)):
+            # Never swap out a folder that is not a model: it may hold the user's data.
+            raise ModelFileError("exists, is not empty and is not a model directory; "
+                                 "choose a new --model-dir", target)
+        parent = os.path.dirname(target)
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a model is meant to be shared
+        try:
+            weights_path = os.path.join(staging, WEIGHTS_FILE)
+            state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            torch.save(state, weights_path)
+            meta = {
+                "format": MODEL_FORMAT,
+                "format_version": MODEL_FORMAT_VERSION,
+                "package_version": __version__,
+                "n_genes": self.n_genes,
+                "n_classes": self.n_classes,
+                "classes": [str(c) for c in self.classes],
+                "hyperparameters": self.hyperparameters,
+                "featurizer": self.featurizer.to_dict(),
+                "global_step": int(self._global_step) if self._built else 0,
+                "weights_sha256": _sha256(weights_path),
+            }
+            _write_json(os.path.join(staging, MODEL_FILE), meta)
+            _replace_directory(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, directory: Union[str, os.PathLike[str]],
+             device: Optional[Union[str, torch.device]] = None,
+             **kwargs: Any) -> ACTINNModel:
+        """Rebuild a model saved by :meth:`save`, ready to predict.
+
+        Nothing is unpickled: the metadata is JSON, the weights are checked
+        against their SHA-256 and read with ``torch.load(weights_only=True)``.
+        A directory that is not a model, is damaged, or comes from a newer
+        format raises :class:`~deepchem_actinn.errors.ModelFileError`.
+        """
+        folder = os.fspath(directory)
+        meta = read_model_metadata(folder)
+        weights_path = os.path.join(folder, WEIGHTS_FILE)
+        if not os.path.isfile(weights_path):
+            raise ModelFileError(f"missing {WEIGHTS_FILE}", folder)
+        if _sha256(weights_path) != meta["weights_sha256"]:
+            raise ModelFileError(f"{WEIGHTS_FILE} does not match the checksum in {MODEL_FILE} "
+                                 "(corrupted or replaced)", folder)
+        try:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ModelFileError(f"cannot read {WEIGHTS_FILE}: {type(exc).__name__}", folder) \
+                from exc
+        try:
+            featurizer = ScRNAFeaturizer.from_dict(meta["featurizer"])
+            params = dict(meta["hyperparameters"])
+            model = cls(int(meta["n_genes"]), int(meta["n_classes"]),
+                        classes=meta["classes"], featurizer=featurizer, device=device,
+                        **params, **kwargs)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"inconsistent {MODEL_FILE}: {exc}", folder) from exc
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                                  for v in state.values()):
+            raise ModelFileError(f"{WEIGHTS_FILE} is not a tensor state dict", folder)
+        expected = model.model.state_dict()
+        if set(state) != set(expected) or any(state[k].shape != expected[k].shape
+                                              for k in expected):
+            raise ModelFileError(f"{WEIGHTS_FILE} does not fit the network described in "
+                                 f"{MODEL_FILE}", folder)
+        model.model.load_state_dict(state)
+        model._ensure_built()
+        model._global_step = int(meta.get("global_step", 0))
+        model._sync_schedule()
+        return model
+
+
+def read_model_metadata(directory: str) -> Dict[str, Any]:
+    """Read and check ``actinn_model.json``; raise ModelFileError with the reason."""
+    if not os.path.isdir(directory):
+        raise ModelFileError("model directory not found", directory)
+    path = os.path.join(directory, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise ModelFileError(f"not a deepchem_actinn model directory (no {MODEL_FILE})",
+                             directory)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            meta = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{MODEL_FILE} is not valid JSON ({exc})", directory) from exc
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{MODEL_FILE} is not a deepchem_actinn model description",
+                             directory)
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > MODEL_FORMAT_VERSION or version < 1:
+        raise ModelFileError(f"model format version {version!r} is not supported by this "
+                             f"deepchem_actinn (reads version {MODEL_FORMAT_VERSION}); "
+                             "upgrade the package or retrain", directory)
+    required = {"n_genes": int, "n_classes": int, "classes": list, "hyperparameters": dict,
+                "featurizer": dict, "weights_sha256": str}
+    for key, kind in required.items():
+        if not isinstance(meta.get(key), kind):
+            raise ModelFileError(f"{MODEL_FILE} lacks a valid '{key}'", directory)
+    if len(meta["classes"]) != meta["n_classes"] or len(set(meta["classes"])) != len(
+            meta["classes"]):
+        raise ModelFileError(f"{MODEL_FILE}: class list does not match n_classes", directory)
+    genes = meta["featurizer"].get("genes")
+    if not isinstance(genes, list) or len(genes) != meta["n_genes"]:
+        raise ModelFileError(f"{MODEL_FILE}: gene list does not match n_genes", directory)
+    return meta
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json(path: str, payload: Dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(payload, handle, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _replace_directory(staging: str, target: str) -> None:
+    """Move ``staging`` to ``target``, swapping out any previous directory last."""
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise ValueError(f"{target}: exists and is not a directory")
+    if not os.path.exists(target):
+        os.rename(staging, target)
+        return
+    backup = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-",
+                              dir=os.path.dirname(target))
+    os.rmdir(backup)
+    os.rename(target, backup)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(backup, target)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)

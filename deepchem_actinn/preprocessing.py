@@ -1,0 +1,367 @@
+"""ACTINN preprocessing, fitted on training cells and applied to any query.
+
+ACTINN (Ma & Pellegrini 2020) scales each cell to 10,000 counts, takes
+log2(x + 1), then drops the genes in the top and bottom 1% of total
+expression and, of those left, of coefficient of variation. The original
+fits those filters on the training and test cells together; here they are
+fitted on the training cells only, so test cells never shape the model
+(the paper's joint mode is ``fit(..., joint_with=query)``).
+
+Two decisions the original leaves open (it produces NaN):
+
+* A cell with zero counts over the model's genes has no library size. Its
+  normalised profile is all zeros (never NaN); :meth:`ScRNAFeaturizer.fit`
+  leaves such cells out of the gene statistics and warns.
+* A gene with zero counts in every training cell has an undefined
+  coefficient of variation. It carries no information and is dropped before
+  the CV filter, so it cannot empty the gene list.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import scipy.sparse as sp
+
+from deepchem_actinn.errors import GeneOverlapError, InputError
+from deepchem_actinn.io import CountMatrix, Matrix, Names
+
+TARGET_SUM = 10_000.0
+
+
+class PreprocessingWarning(UserWarning):
+    """Cells or genes that preprocessing had to treat specially."""
+
+
+def normalize_log2(X: Matrix, target_sum: float = TARGET_SUM,
+                   library_sizes: Optional[np.ndarray] = None) -> Matrix:
+    """Scale each row (cell) to ``target_sum`` counts, then take log2(x + 1).
+
+    Rows with zero counts stay all zero. Sparse input stays sparse.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> normalize_log2(np.array([[1.0, 3.0], [0.0, 0.0]]), target_sum=4.0).tolist()
+    [[1.0, 2.0], [0.0, 0.0]]
+    """
+    if library_sizes is None:
+        library_sizes = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    with np.errstate(divide="ignore"):
+        scale = np.where(library_sizes > 0, target_sum / np.maximum(library_sizes, 1e-300), 0.0)
+    if sp.issparse(X):
+        out = sp.csr_matrix(sp.diags(scale) @ sp.csr_matrix(X, dtype=np.float64))
+        out.data = np.log2(out.data + 1.0)
+        return sp.csr_matrix(out, dtype=np.float32)
+    dense = np.asarray(X, dtype=np.float64) * scale[:, None]
+    return np.log2(dense + 1.0).astype(np.float32)
+
+
+def gene_statistics(L: Matrix) -> Tuple[np.ndarray, np.ndarray]:
+    """Total expression and coefficient of variation (population std / mean) of each column."""
+    n = L.shape[0]
+    if sp.issparse(L):
+        total = np.asarray(L.sum(axis=0), dtype=np.float64).ravel()
+        squares = np.asarray(L.multiply(L).sum(axis=0), dtype=np.float64).ravel()
+    else:
+        L64 = np.asarray(L, dtype=np.float64)
+        total = L64.sum(axis=0)
+        squares = np.square(L64).sum(axis=0)
+    mean = total / n
+    variance = np.maximum(squares / n - mean ** 2, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cv = np.where(mean > 0, np.sqrt(variance) / np.where(mean > 0, mean, 1.0), np.nan)
+    return total, cv
+
+
+def select_genes(total: np.ndarray, cv: np.ndarray, low: float = 1.0,
+                 high: float = 99.0) -> np.ndarray:
+    """ACTINN's two percentile filters; returns the indices of the kept genes.
+
+    First total expression in ``[P_low, P_high]`` (percentiles over all genes),
+    then coefficient of variation in ``[P_low, P_high]`` of the genes left.
+    Genes never expressed are dropped before the second filter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> total = np.arange(1.0, 11.0); cv = np.array([5, 1, 2, 3, 4, 5, 6, 7, 8, 9.0])
+    >>> select_genes(total, cv, low=10, high=90).tolist()
+    [2, 3, 4, 5, 6, 7]
+    """
+    lo, hi = np.percentile(total, [low, high])
+    keep = (total >= lo) & (total <= hi) & (total > 0) & np.isfinite(cv)
+    if not keep.any():
+        return np.flatnonzero(keep)
+    cv_lo, cv_hi = np.percentile(cv[keep], [low, high])
+    keep &= (cv >= cv_lo) & (cv <= cv_hi)
+    return np.flatnonzero(keep)
+
+
+@dataclass
+class GeneOverlap:
+    """How a query's genes cover a fitted featurizer's genes."""
+
+    n_model_genes: int
+    n_found: int
+    n_input_genes: int
+    n_input_found: int
+    n_query_genes: int
+
+    @property
+    def fraction(self) -> float:
+        return self.n_found / max(self.n_model_genes, 1)
+
+    def summary(self) -> str:
+        return (f"{self.n_found} of {self.n_model_genes} model genes found in the query "
+                f"({100 * self.fraction:.1f}%; {self.n_model_genes - self.n_found} set to zero, "
+                f"{self.n_query_genes - self.n_input_found} query genes unused)")
+
+
+def _as_matrix(data: Union[CountMatrix, Matrix], genes: Optional[Names]
+               ) -> Tuple[Matrix, np.ndarray, str]:
+    if isinstance(data, CountMatrix):
+        return data.X, data.genes, data.source
+    if genes is None:
+        raise TypeError("pass genes=... with a bare matrix, or a CountMatrix")
+    upper = np.asarray([str(g).upper() for g in genes], dtype=object)
+    if data.shape[1] != len(upper):
+        raise InputError(f"matrix has {data.shape[1]} columns but {len(upper)} gene names "
+                         "were given")
+    return data, upper, "<memory>"
+
+
+class ScRNAFeaturizer:
+    """ACTINN's normalisation and gene filter, fitted on the training cells.
+
+    Parameters
+    ----------
+    target_sum: float
+        Counts each cell is scaled to before the log (10,000 in ACTINN).
+    low_percentile, high_percentile: float
+        Genes outside these percentiles of total expression, then of
+        coefficient of variation, are dropped (1 and 99 in ACTINN).
+    min_gene_overlap: float
+        :meth:`transform` refuses a query that holds less than this fraction
+        of the model's genes; below 50% it warns.
+
+    Attributes
+    ----------
+    input_genes_: np.ndarray
+        Genes the library sizes are computed over (the training genes, or
+        those shared with a query when fitted with ``restrict_to``).
+    genes_: np.ndarray
+        Genes kept by the filters, in model-input order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> counts = rng.poisson(2.0, size=(50, 300))
+    >>> genes = [f"g{i}" for i in range(300)]
+    >>> featurizer = ScRNAFeaturizer().fit(counts, genes)
+    >>> len(featurizer.genes_) < 300
+    True
+    >>> query = featurizer.transform(counts[:, ::-1], genes[::-1])  # reordered genes
+    >>> np.allclose(query, featurizer.transform(counts, genes))
+    True
+    """
+
+    def __init__(self, target_sum: float = TARGET_SUM, low_percentile: float = 1.0,
+                 high_percentile: float = 99.0, min_gene_overlap: float = 0.1) -> None:
+        self.target_sum = float(target_sum)
+        self.low_percentile = float(low_percentile)
+        self.high_percentile = float(high_percentile)
+        self.min_gene_overlap = float(min_gene_overlap)
+        self.input_genes_: Any = None  # np.ndarray of str once fitted
+        self.genes_: Any = None
+        self.joint_ = False
+
+    # -- fitting ---------------------------------------------------------------
+
+    def fit(self, data: Union[CountMatrix, Matrix], genes: Optional[Names] = None, *,
+            restrict_to: Optional[Names] = None,
+            joint_with: Optional[Union[CountMatrix, Tuple[Matrix, Sequence[str]]]] = None,
+            ) -> ScRNAFeaturizer:
+        """Choose the genes from training counts (cells x genes).
+
+        Parameters
+        ----------
+        data: CountMatrix or array-like
+            Raw training counts, cells x genes (dense or scipy sparse).
+        genes: sequence of str, optional
+            Gene names, needed when ``data`` is a bare matrix.
+        restrict_to: sequence of str, optional
+            Use only the training genes also in this list (the genes of the
+            query to be annotated), so no query gene is zero-filled. The
+            statistics are still computed on the training cells only.
+        joint_with: CountMatrix or (matrix, genes), optional
+            The paper's mode: fit the filters on training and these cells
+            together, over the genes both share (sorted, as ACTINN does).
+        """
+        X, train_genes, source = _as_matrix(data, genes)
+        columns = np.arange(len(train_genes))
+        self.joint_ = joint_with is not None
+        if restrict_to is not None or joint_with is not None:
+            if joint_with is not None:
+                other_X, other_genes, _ = (_as_matrix(joint_with, None)
+                                           if isinstance(joint_with, CountMatrix)
+                                           else _as_matrix(joint_with[0], joint_with[1]))
+                shared = set(other_genes)
+            else:
+                shared = {str(g).upper() for g in restrict_to or []}
+            columns = np.flatnonzero([g in shared for g in train_genes])
+            if joint_with is not None:  # ACTINN sorts the common genes
+                columns = columns[np.argsort(train_genes[columns], kind="stable")]
+            if len(columns) == 0:
+                raise GeneOverlapError("training data shares no gene with the query", source)
+        input_genes = train_genes[columns]
+        X_in = X[:, columns]
+        library = np.asarray(X_in.sum(axis=1), dtype=np.float64).ravel()
+        stats_rows = [normalize_log2(X_in[library > 0], self.target_sum, library[library > 0])]
+        n_empty = int((library == 0).sum())
+        if joint_with is not None:
+            other = self._align(other_X, other_genes, input_genes)
+            other_library = np.asarray(other.sum(axis=1), dtype=np.float64).ravel()
+            n_empty += int((other_library == 0).sum())
+            stats_rows.append(normalize_log2(other[other_library > 0], self.target_sum,
+                                             other_library[other_library > 0]))
+        if n_empty:
+            warnings.warn(f"{source}: {n_empty} cells have zero counts over the model genes; "
+                          "left out of the gene statistics", PreprocessingWarning, stacklevel=2)
+        L = (sp.vstack(stats_rows, format="csr") if sp.issparse(stats_rows[0])
+             else np.vstack(stats_rows))
+        if L.shape[0] == 0:
+            raise InputError("every training cell has zero counts", source)
+        total, cv = gene_statistics(L)
+        kept = select_genes(total, cv, self.low_percentile, self.high_percentile)
+        if len(kept) < 2:
+            raise InputError(f"only {len(kept)} genes pass ACTINN's filters; the training "
+                             "matrix has too few expressed genes", source)
+        self.input_genes_ = input_genes
+        self.genes_ = input_genes[kept]
+        return self
+
+    # -- applying --------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if self.genes_ is None or self.input_genes_ is None:
+            raise RuntimeError("ScRNAFeaturizer is not fitted: call fit() first")
+
+    @staticmethod
+    def _align(X: Matrix, genes: np.ndarray, target: np.ndarray) -> Matrix:
+        """Columns of ``X`` reordered to ``target``; genes absent from ``X`` are zeros."""
+        position = {g: i for i, g in enumerate(genes)}
+        source_cols = np.array([position.get(g, -1) for g in target], dtype=np.int64)
+        present = source_cols >= 0
+        if present.all():
+            return X[:, source_cols]
+        if sp.issparse(X):
+            picked = sp.csc_matrix(X[:, source_cols[present]])
+            # Scatter the present columns into their target slots.
+            mapping = sp.csr_matrix(
+                (np.ones(present.sum()), (np.arange(present.sum()), np.flatnonzero(present))),
+                shape=(present.sum(), len(target)))
+            return sp.csr_matrix(picked @ mapping, dtype=X.dtype)
+        out = np.zeros((X.shape[0], len(target)), dtype=X.dtype)
+        out[:, present] = X[:, source_cols[present]]
+        return out
+
+    def overlap(self, genes: Names) -> GeneOverlap:
+        """Count how many model genes a query with these gene names holds."""
+        self._check_fitted()
+        assert self.genes_ is not None and self.input_genes_ is not None
+        query = {str(g).upper() for g in genes}
+        return GeneOverlap(
+            n_model_genes=len(self.genes_),
+            n_found=sum(g in query for g in self.genes_),
+            n_input_genes=len(self.input_genes_),
+            n_input_found=sum(g in query for g in self.input_genes_),
+            n_query_genes=len(query),
+        )
+
+    def check_overlap(self, genes: Names, source: str = "<query>") -> GeneOverlap:
+        """Raise :class:`GeneOverlapError` below ``min_gene_overlap``; warn below 50%."""
+        report = self.overlap(genes)
+        if report.fraction < self.min_gene_overlap or report.n_found == 0:
+            model_ensembl = _looks_ensembl(self.genes_)
+            query_ensembl = _looks_ensembl(genes)
+            hint = ""
+            if model_ensembl != query_ensembl:
+                kinds = ("Ensembl ids", "gene symbols")
+                hint = (f"; the query has {kinds[0 if query_ensembl else 1]} but the model "
+                        f"{kinds[0 if model_ensembl else 1]}")
+            raise GeneOverlapError(
+                f"too few genes shared with the model: {report.summary()}{hint}", source)
+        if report.fraction < 0.5:
+            warnings.warn(f"{source}: {report.summary()}; retrain restricted to the query's "
+                          "genes (train --query) for better calls", PreprocessingWarning,
+                          stacklevel=3)
+        return report
+
+    def transform(self, data: Union[CountMatrix, Matrix], genes: Optional[Names] = None,
+                  *, sparse_output: bool = False) -> Matrix:
+        """Normalise raw counts and return the model's genes, cells x genes float32.
+
+        Query genes are aligned to the fitted ones: reordered, missing genes
+        set to zero, extra genes dropped. Library sizes are summed over the
+        fitted input genes only, so extra query genes do not shift them.
+        """
+        self._check_fitted()
+        assert self.genes_ is not None and self.input_genes_ is not None
+        X, query_genes, source = _as_matrix(data, genes)
+        self.check_overlap(query_genes, source)
+        position = {g: i for i, g in enumerate(query_genes)}
+        input_cols = np.array([position.get(g, -1) for g in self.input_genes_], dtype=np.int64)
+        present_cols = input_cols[input_cols >= 0]
+        library = np.asarray(X[:, present_cols].sum(axis=1), dtype=np.float64).ravel()
+        model_counts = self._align(X, query_genes, self.genes_)
+        out = normalize_log2(model_counts, self.target_sum, library)
+        if sp.issparse(out) and not sparse_output:
+            return np.asarray(out.toarray(), dtype=np.float32)
+        return out
+
+    def fit_transform(self, data: Union[CountMatrix, Matrix],
+                      genes: Optional[Names] = None, **fit_kwargs: Any) -> Matrix:
+        """:meth:`fit` then :meth:`transform` on the same cells."""
+        return self.fit(data, genes, **fit_kwargs).transform(data, genes)
+
+    # -- persistence -----------------------------------------------------------
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain-JSON state: settings and gene lists."""
+        self._check_fitted()
+        assert self.genes_ is not None and self.input_genes_ is not None
+        return {
+            "target_sum": self.target_sum,
+            "low_percentile": self.low_percentile,
+            "high_percentile": self.high_percentile,
+            "min_gene_overlap": self.min_gene_overlap,
+            "joint": self.joint_,
+            "input_genes": [str(g) for g in self.input_genes_],
+            "genes": [str(g) for g in self.genes_],
+        }
+
+    @classmethod
+    def from_dict(cls, state: Dict[str, Any]) -> ScRNAFeaturizer:
+        """Rebuild a fitted featurizer from :meth:`to_dict` output."""
+        featurizer = cls(float(state["target_sum"]), float(state["low_percentile"]),
+                         float(state["high_percentile"]), float(state["min_gene_overlap"]))
+        featurizer.joint_ = bool(state.get("joint", False))
+        featurizer.input_genes_ = np.asarray([str(g) for g in state["input_genes"]], dtype=object)
+        featurizer.genes_ = np.asarray([str(g) for g in state["genes"]], dtype=object)
+        if not set(featurizer.genes_) <= set(featurizer.input_genes_):
+            raise ValueError("featurizer genes are not a subset of its input genes")
+        return featurizer
+
+
+def _looks_ensembl(genes: Optional[Names]) -> bool:
+    """True when most names look like Ensembl gene ids (ENSG..., ENSMUSG...)."""
+    if genes is None or len(genes) == 0:
+        return False
+    sample = [str(g).upper() for g in list(genes)[:500]]
+    return float(np.mean([g.startswith("ENS") and any(c.isdigit() for c in g)
+                          for g in sample])) > 0.5

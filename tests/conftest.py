@@ -1,0 +1,65 @@
+"""Shared fixtures. DeepChem's import-time messages are silenced here, once."""
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()), \
+        warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
+    import deepchem  # noqa: F401
+    logging.disable(logging.NOTSET)
+logging.getLogger("deepchem").setLevel(logging.ERROR)
+
+from deepchem_actinn.datasets import sample_files, tutorial_files  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def samples():
+    """DeepChem's two bundled Tabula Muris samples (paths)."""
+    return sample_files()
+
+
+@pytest.fixture(scope="session")
+def tutorial():
+    """The bundled DeepChem tutorial pair (paths)."""
+    return tutorial_files()
+
+
+def write_counts(path, counts, genes=None, cells=None, key="dge"):
+    """Write a genes x cells pandas HDF file from a cells x genes array."""
+    counts = np.asarray(counts)
+    genes = genes if genes is not None else [f"Gene{i}" for i in range(counts.shape[1])]
+    cells = cells if cells is not None else [f"cell{i}" for i in range(counts.shape[0])]
+    pd.DataFrame(counts.T, index=genes, columns=cells).to_hdf(path, key=key)
+    return os.fspath(path)
+
+
+def write_labels(path, mapping, header=False):
+    """Write a cell_id<TAB>cell_type file."""
+    with open(path, "w") as handle:
+        if header:
+            handle.write("cell_id\tcell_type\n")
+        for cell, label in mapping.items():
+            handle.write(f"{cell}\t{label}\n")
+    return os.fspath(path)
+
+
+def synthetic_counts(n_cells=120, n_genes=200, n_types=3, seed=0):
+    """Poisson counts whose cell types differ in a block of marker genes."""
+    rng = np.random.default_rng(seed)
+    types = np.arange(n_cells) % n_types
+    rates = rng.gamma(2.0, 1.0, size=n_genes)
+    lam = np.tile(rates, (n_cells, 1))
+    block = n_genes // (2 * n_types)
+    for t in range(n_types):
+        lam[types == t, t * block:(t + 1) * block] *= 8.0
+    counts = rng.poisson(lam).astype(np.int64)
+    return counts, types
