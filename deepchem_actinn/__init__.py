@@ -17,8 +17,10 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ActinnError": "errors", "GeneOverlapError": "errors", "InputError": "errors",
-    "ModelFileError": "errors",
+    "ModelFileError": "errors", "MissingDependencyError": "errors",
     "CountMatrix": "io", "join_labels": "io", "read_counts": "io", "read_labels": "io",
+    "detect_format": "io", "from_anndata": "io", "write_counts": "writers",
+    "TrainingHistory": "history",
     "ScRNAFeaturizer": "preprocessing",
     "CellDataset": "data", "ScRNALoader": "data", "StratifiedSplitter": "data",
     "PRESETS": "model", "ACTINNModel": "model", "ActinnClassifier": "model",
@@ -42,7 +44,22 @@ def __dir__() -> list:
 if TYPE_CHECKING:  # static checkers see the eager imports
     from deepchem_actinn.annotate import AnnotationResult, annotate, train_reference
     from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
-    from deepchem_actinn.errors import ActinnError, GeneOverlapError, InputError, ModelFileError
-    from deepchem_actinn.io import CountMatrix, join_labels, read_counts, read_labels
+    from deepchem_actinn.errors import (
+        ActinnError,
+        GeneOverlapError,
+        InputError,
+        MissingDependencyError,
+        ModelFileError,
+    )
+    from deepchem_actinn.history import TrainingHistory
+    from deepchem_actinn.io import (
+        CountMatrix,
+        detect_format,
+        from_anndata,
+        join_labels,
+        read_counts,
+        read_labels,
+    )
     from deepchem_actinn.model import PRESETS, ActinnClassifier, ACTINNModel
     from deepchem_actinn.preprocessing import ScRNAFeaturizer
+    from deepchem_actinn.writers import write_counts

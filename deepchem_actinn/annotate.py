@@ -20,23 +20,46 @@ import torch
 
 from deepchem_actinn.data import CellDataset, ScRNALoader
 from deepchem_actinn.errors import InputError
-from deepchem_actinn.io import CountMatrix, PathLike, finish_matrix, read_counts
+from deepchem_actinn.io import (
+    CountMatrix,
+    PathLike,
+    _import_anndata,
+    finish_matrix,
+    from_anndata,
+    read_counts,
+)
 from deepchem_actinn.model import ACTINNModel
 from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning, ScRNAFeaturizer
+from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse
 
 UNASSIGNED = "Unassigned"
 PREDICT_BATCH = 8192
 
 
-def as_count_matrix(data: Any, key: Optional[str] = None) -> CountMatrix:
-    """Accept a path, a :class:`CountMatrix` or a genes x cells ``DataFrame``."""
+def _is_anndata(data: Any) -> bool:
+    # Duck-typed, so anndata is imported only by those who use it.
+    return all(hasattr(data, name) for name in ("obs_names", "var_names", "layers", "X"))
+
+
+def as_count_matrix(data: Any, key: Optional[str] = None, **read_options: Any) -> CountMatrix:
+    """Accept a path (any format), an ``AnnData``, a :class:`CountMatrix` or a ``DataFrame``.
+
+    A ``DataFrame`` is genes x cells (``cells_as_rows=True``: cells x
+    genes); an ``AnnData`` gives ``X``, ``layers[layer]`` or ``raw.X``
+    (``layer=``) with ``var_names`` or a ``var`` column (``gene_column=``)
+    as genes. ``read_options`` go to :func:`~deepchem_actinn.io.read_counts`.
+    """
     if isinstance(data, CountMatrix):
         return data
     if isinstance(data, pd.DataFrame):
-        return finish_matrix(data.to_numpy().T, list(data.index), list(data.columns),
+        frame = data.T if read_options.get("cells_as_rows") else data
+        return finish_matrix(frame.to_numpy().T, list(frame.index), list(frame.columns),
                              "<DataFrame>")
+    if _is_anndata(data):
+        return from_anndata(data, layer=read_options.get("layer"),
+                            gene_column=read_options.get("gene_column")).finish()
     if isinstance(data, (str, os.PathLike)):
-        return read_counts(data, key=key)
+        return read_counts(data, key=key, **read_options)
     raise TypeError(f"cannot read cells from a {type(data).__name__}")
 
 
@@ -52,7 +75,7 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
                     labels: Union[PathLike, pd.Series], *, query: Any = None,
                     joint: bool = False, preset: str = "actinn", key: Optional[str] = None,
                     seed: int = 0, callbacks: Union[Callable, List[Callable]] = [],
-                    device: Optional[Union[str, torch.device]] = None,
+                    device: Optional[Union[str, torch.device]] = None, sparse: bool = False,
                     **model_kwargs: Any) -> ACTINNModel:
     """Train an ACTINN reference from counts and labels in one call.
 
@@ -69,6 +92,10 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
         cells together (the paper's mode) instead of on training cells only.
     preset: str
         ``"actinn"`` or another name in :data:`deepchem_actinn.PRESETS`.
+    sparse: bool
+        Keep the cells sparse (CSR) from reading to training
+        (:class:`~deepchem_actinn.sparse.SparseCellDataset`): far less memory
+        and faster epochs on single-cell data; the same model.
     **model_kwargs:
         Passed to :class:`ACTINNModel` (``epochs``, ``batch_size``,
         ``learning_rate``, ...).
@@ -79,11 +106,13 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
         Trained, with its featurizer and classes; ``model.save(dir)`` keeps it.
     """
     matrix = as_count_matrix(counts, key=key)
-    dataset = ScRNALoader().create_dataset(matrix, labels)
+    dataset = ScRNALoader(sparse=sparse).create_dataset(matrix, labels)
     if dataset.n_classes < 2:
         raise InputError(f"the training labels hold a single cell type "
                          f"('{dataset.classes[0]}'); ACTINN needs at least two", matrix.source)
-    library = dataset.X.sum(axis=1)
+    library = np.asarray(dataset.X.sum(axis=1)).ravel()
+    if (library == 0).all():
+        raise InputError("every labelled training cell has zero counts", matrix.source)
     if (library == 0).any():
         warnings.warn(f"{matrix.source}: dropped {int((library == 0).sum())} training cells with "
                       "zero counts", PreprocessingWarning, stacklevel=2)
@@ -104,8 +133,10 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
     return model
 
 
-def featurize(featurizer: ScRNAFeaturizer, dataset: CellDataset) -> CellDataset:
-    """Apply a fitted featurizer to a raw-count :class:`CellDataset`."""
+def featurize(featurizer: ScRNAFeaturizer, dataset: Any) -> Any:
+    """Apply a fitted featurizer to a raw-count :class:`CellDataset` (or a sparse one)."""
+    if isinstance(dataset, SparseCellDataset):
+        return featurize_sparse(featurizer, dataset)
     X = featurizer.transform(dataset.X, dataset.genes)
     return CellDataset(X, dataset.y if len(dataset.y) else None, dataset.w if len(dataset.y)
                        else None, dataset.ids, genes=featurizer.genes_, classes=dataset.classes)
@@ -149,6 +180,54 @@ class AnnotationResult:
             frame = pd.concat([frame, extra], axis=1)
         return frame
 
+    def _order_for(self, obs_names: Any) -> np.ndarray:
+        """Row of this result for each ``obs_names`` entry; refuse cells that do not match."""
+        cells = pd.Index([str(c) for c in self.cell_ids])
+        obs = pd.Index([str(c) for c in obs_names])
+        if obs.equals(cells):
+            return np.arange(len(cells))
+        if len(obs) == len(cells) and obs.has_duplicates and all(
+                c == o or c.startswith(f"{o}-") for c, o in zip(cells, obs, strict=True)):
+            return np.arange(len(cells))  # repeated ids the reader renamed id-1, id-2...
+        if not obs.has_duplicates and not cells.has_duplicates:
+            order = cells.get_indexer(obs)
+            if len(obs) == len(cells) and (order >= 0).all():
+                return order  # same cells, another order: align by name
+        missing = obs[~obs.isin(cells)]
+        extra = cells[~cells.isin(obs)]
+        raise ValueError(
+            f"the AnnData's {len(obs)} obs_names do not match the {len(cells)} annotated cells "
+            f"({len(missing)} without a call, e.g. {list(missing[:3])}; {len(extra)} calls "
+            f"without a cell, e.g. {list(extra[:3])}); annotate this AnnData itself")
+
+    def to_adata(self, adata: Any = None, prefix: str = "actinn") -> Any:
+        """Store the calls in an ``AnnData`` (in place) and return it.
+
+        Writes ``obs[f"{prefix}_label"]`` (categorical: the model's classes,
+        plus ``Unassigned`` with a threshold), ``obs[f"{prefix}_probability"]``,
+        ``obsm[f"{prefix}_probabilities"]`` (cells x classes, columns in
+        ``uns[f"{prefix}_classes"]`` order) and ``obsm[f"X_{prefix}"]`` (the
+        embedding, usable by ``scanpy.pp.neighbors(use_rep=...)``). Cells are
+        matched to ``obs_names`` by id; a mismatch raises ``ValueError``.
+        Without ``adata``, a new one with no genes is built. Needs the
+        ``anndata`` extra.
+        """
+        anndata = _import_anndata("to_adata")
+        if adata is None:
+            adata = anndata.AnnData(obs=pd.DataFrame(index=pd.Index(
+                [str(c) for c in self.cell_ids], dtype=object)))
+        order = self._order_for(adata.obs_names)
+        categories = [str(c) for c in self.classes]
+        if self.threshold is not None or UNASSIGNED in set(self.labels):
+            categories.append(UNASSIGNED)
+        adata.obs[f"{prefix}_label"] = pd.Categorical(
+            [str(v) for v in self.labels[order]], categories=categories)
+        adata.obs[f"{prefix}_probability"] = np.asarray(self.probability[order])
+        adata.obsm[f"{prefix}_probabilities"] = np.asarray(self.probabilities[order])
+        adata.uns[f"{prefix}_classes"] = np.asarray(categories[:len(self.classes)], dtype=object)
+        adata.obsm[f"X_{prefix}"] = np.asarray(self.embedding[order])
+        return adata
+
 
 def predict_outputs(model: ACTINNModel, X: Any) -> tuple:
     """Probabilities and embedding of featurised cells in one pass, in batches."""
@@ -171,21 +250,32 @@ def predict_outputs(model: ACTINNModel, X: Any) -> tuple:
 
 
 def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional[float] = None,
-             key: Optional[str] = None) -> AnnotationResult:
+             key: Optional[str] = None, *, format: Optional[str] = None,
+             layer: Optional[str] = None, gene_column: Optional[str] = None,
+             cells_as_rows: bool = False, gene_ids: bool = False) -> AnnotationResult:
     """Call cell types with a trained reference, in one line.
 
     Parameters
     ----------
-    data: path, CountMatrix or DataFrame
-        Raw counts of the cells to annotate (a DataFrame is genes x cells).
+    data: path, AnnData, DataFrame or CountMatrix
+        Raw counts of the cells to annotate: a file in any format
+        :func:`~deepchem_actinn.io.read_counts` reads (pandas HDF, 10x HDF5,
+        Matrix Market folder, CSV/TSV, ``.h5ad``), an ``AnnData``, or a
+        genes x cells ``DataFrame``.
     model: ACTINNModel or path
         A trained model or a directory written by ``ACTINNModel.save``.
     threshold: float, optional
         Cells whose top probability is below it are labelled ``Unassigned``.
+    key, format, layer, gene_column, cells_as_rows, gene_ids:
+        How to read ``data`` (see :func:`~deepchem_actinn.io.read_counts`);
+        ``layer`` and ``gene_column`` also apply to an ``AnnData``,
+        ``cells_as_rows`` to a ``DataFrame``.
 
     Returns
     -------
     AnnotationResult
+        ``.to_dataframe()`` for a table, ``.to_adata(adata)`` to store the
+        calls in an ``AnnData``.
     """
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
@@ -194,9 +284,19 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
     if model.featurizer is None:
         raise ValueError("the model has no fitted featurizer; train it with train_reference "
                          "or attach one")
-    matrix = as_count_matrix(data, key=key)
+    options = {"format": format, "layer": layer, "gene_column": gene_column,
+               "cells_as_rows": cells_as_rows, "gene_ids": gene_ids}
+    matrix = as_count_matrix(data, key=key, **{k: v for k, v in options.items() if v})
     features = model.featurizer.transform(matrix, sparse_output=True)  # checks the overlap
     overlap = model.featurizer.overlap(matrix.genes)
+    empty = np.asarray(features.sum(axis=1)).ravel() == 0
+    if len(empty) and empty.all():
+        raise InputError("every cell has zero counts over the model's genes; nothing to annotate",
+                         matrix.source)
+    if empty.any():
+        warnings.warn(f"{matrix.source}: {int(empty.sum())} of {len(empty)} cells have zero "
+                      "counts over the model's genes; their calls come from an empty profile "
+                      "and are unreliable", PreprocessingWarning, stacklevel=2)
     probabilities, embedding = predict_outputs(model, features)
     best = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
     predicted = model.classes[best]

@@ -59,7 +59,8 @@ def check_output_path(path: str, inputs: Sequence[Optional[str]], what: str = "o
     for source in inputs:
         if source is not None and (os.path.abspath(path) == os.path.abspath(source)
                                    or _same_file(path, source)):
-            raise InputError(f"{what} path is also an input file; choose another name", path)
+            raise InputError(f"{what} path is the same file as {source}, which this command "
+                             "reads or writes; choose another name", path)
     folder = os.path.dirname(os.path.abspath(path)) or "."
     if os.path.isdir(path):
         raise InputError(f"{what} path is a directory", path)
@@ -67,6 +68,26 @@ def check_output_path(path: str, inputs: Sequence[Optional[str]], what: str = "o
         raise InputError(f"{what} folder {folder} does not exist", path)
     if not os.access(folder, os.W_OK):
         raise InputError(f"{what} folder {folder} is not writable", path)
+
+
+def check_model_dir(path: str) -> None:
+    """Refuse, before any training, a --model-dir that ``ACTINNModel.save`` could not write."""
+    from deepchem_actinn.errors import InputError
+    from deepchem_actinn.model import MODEL_FILE
+    target = os.path.abspath(path)
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise InputError("model directory path exists and is not a directory", path)
+    if os.path.isdir(target) and os.listdir(target) \
+            and not os.path.isfile(os.path.join(target, MODEL_FILE)):
+        raise InputError("model directory exists, is not empty and holds no model; "
+                         "choose a new --model-dir", path)
+    parent = os.path.dirname(target)
+    while not os.path.exists(parent):  # save() creates missing parents
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise InputError(f"cannot create the model directory: {parent} is a file", path)
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"cannot create the model directory: {parent} is not writable", path)
 
 
 @contextlib.contextmanager
@@ -126,22 +147,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     for name in (args.train_set, args.train_labels, args.query):
         if name is not None and os.path.abspath(args.model_dir) == os.path.abspath(name):
             raise InputError("model directory is also an input file", args.model_dir)
-    if os.path.exists(args.model_dir) and not os.path.isdir(args.model_dir):
-        raise InputError("model directory path exists and is not a directory", args.model_dir)
-    matrix = da.read_counts(args.train_set, key=args.key)
+    check_model_dir(args.model_dir)
+    if args.resume and args.checkpoint_dir is None:
+        raise InputError("--resume needs --checkpoint-dir DIR", args.model_dir)
+    _check_plots_dir(args.plots)
+    matrix = da.read_counts(args.train_set, key=args.key, **_read_options(args))
     dataset = ScRNALoader().create_dataset(matrix, args.train_labels)
     if dataset.n_classes < 2:
         raise InputError(f"the labels hold a single cell type ('{dataset.classes[0]}'); "
                          "ACTINN needs at least two", args.train_labels)
     library = dataset.X.sum(axis=1)
+    if (library == 0).all():
+        raise InputError("every labelled cell has zero counts", args.train_set)
     if (library == 0).any():
         warnings.warn(f"{args.train_set}: dropped {int((library == 0).sum())} cells with "
                       "zero counts", stacklevel=1)
         dataset = dataset.select([i for i, v in enumerate(library) if v > 0])
+    valid = None
+    if args.validation_fraction is not None:  # hold out cells of every type, before fitting
+        from deepchem_actinn.data import StratifiedSplitter
+        train_index, valid_index, _ = StratifiedSplitter().split(
+            dataset, 1.0 - args.validation_fraction, args.validation_fraction, 0.0,
+            seed=args.seed)
+        dataset, valid = dataset.select(train_index), dataset.select(valid_index)
     featurizer = ScRNAFeaturizer(min_gene_overlap=args.min_overlap)
     train_matrix = dataset.to_count_matrix(args.train_set)
     if args.query is not None:
-        query = da.read_counts(args.query, key=args.query_key)
+        query = _read_query(da, args)
         if args.joint:
             featurizer.fit(train_matrix, joint_with=query)
         else:
@@ -155,15 +187,34 @@ def cmd_train(args: argparse.Namespace) -> int:
                         classes=dataset.classes, featurizer=featurizer, seed=args.seed,
                         device=None if args.device == "auto" else args.device,
                         epochs=args.epochs, batch_size=args.batch_size,
-                        learning_rate=args.learning_rate)
-    steps = model.epochs * model.steps_per_epoch(len(features))
+                        learning_rate=args.learning_rate, model_dir=args.checkpoint_dir)
+    epochs, per_epoch = model.epochs, model.steps_per_epoch(len(features))
+    if args.resume:  # weights, optimizer, step, LR schedule and shuffling state
+        model.restore(model_dir=args.checkpoint_dir)
+        done = model.get_global_step() // per_epoch
+        epochs = max(model.epochs - done, 0)
+        print(f"{PROG}: resumed from step {model.get_global_step()} (epoch {done}); "
+              f"{epochs} epochs left", file=sys.stderr)
+    steps = epochs * per_epoch
     print(f"{PROG}: {len(features)} cells, {len(featurizer.genes_)} genes kept of "
           f"{len(featurizer.input_genes_)}, {dataset.n_classes} types, {model.epochs} epochs "
           f"({steps} steps)", file=sys.stderr)
-    model.fit(features, callbacks=_progress_callback(steps, args.quiet), checkpoint_interval=0)
+    callbacks = _progress_callback(steps, args.quiet)
+    history = None
+    if args.plots is not None or valid is not None:
+        from deepchem_actinn.history import TrainingHistory
+        history = TrainingHistory(features, None if valid is None else featurize(featurizer, valid))
+        callbacks.append(history)
+    model.fit(features, nb_epoch=epochs, callbacks=callbacks, max_checkpoints_to_keep=2,
+              checkpoint_interval=per_epoch if args.checkpoint_dir else 0)
     train_acc = float((model.predict_proba(features).argmax(1) == features.y.ravel()).mean())
     model.save(args.model_dir)
     print(f"{PROG}: training accuracy {train_acc:.4f}; model saved to {args.model_dir}")
+    if history is not None and valid is not None and history.valid_accuracy:
+        print(f"{PROG}: validation accuracy {history.valid_accuracy[-1]:.4f} "
+              f"({len(valid)} held-out cells, not used for training)")
+    if history is not None and args.plots is not None:
+        _write_training_plots(args.plots, history)
     return 0
 
 
@@ -181,7 +232,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_output_path(args.probabilities, inputs + [args.output], "probabilities")
     model = da.ACTINNModel.load(args.model_dir,
                                 device=None if args.device == "auto" else args.device)
-    result = da.annotate(args.test_set, model, threshold=args.threshold, key=args.key)
+    result = da.annotate(args.test_set, model, threshold=args.threshold, key=args.key,
+                         **_read_options(args))
     print(f"{PROG}: {result.overlap.summary()}", file=sys.stderr)
     table = result.to_dataframe()
     _write_table(table, args.output)
@@ -244,6 +296,7 @@ def evaluation_report(predicted_names: Any, true_names: Any,
 def cmd_evaluate(args: argparse.Namespace) -> int:
     da = _import_quietly()
     from deepchem_actinn.errors import InputError
+    _check_plots_dir(args.plots)
     predictions = read_predictions(args.predictions)
     labels = da.read_labels(args.labels)
     shared = predictions.index.intersection(labels.index)
@@ -263,7 +316,90 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"assigned_accuracy\t{report['assigned_accuracy']:.4f}")
     print()
     print(report["per_class"].to_string(float_format=lambda v: f"{v:.3f}"))
+    if args.plots is not None:
+        _write_evaluation_plots(args.plots, labels.loc[shared].to_numpy(),
+                                predictions.loc[shared, "cell_type"].to_numpy())
     return 0
+
+
+# ---------------------------------------------------------------------------
+# Input formats, conversion, plots
+# ---------------------------------------------------------------------------
+
+
+def _read_options(args: argparse.Namespace) -> dict:
+    """The --format/--layer/--gene-column/--cells-as-rows/--gene-ids given, for read_counts."""
+    options = {"format": getattr(args, "format", None), "layer": getattr(args, "layer", None),
+               "gene_column": getattr(args, "gene_column", None),
+               "cells_as_rows": getattr(args, "cells_as_rows", False),
+               "gene_ids": getattr(args, "gene_ids", False)}
+    return {name: value for name, value in options.items() if value}
+
+
+def _read_query(da: Any, args: argparse.Namespace) -> Any:
+    """Read --query, auto-detected, with the input options that apply to its format."""
+    from deepchem_actinn.io import FORMAT_OPTIONS, detect_format
+    kind = detect_format(args.query)
+    options = {name: value for name, value in _read_options(args).items()
+               if name != "format" and kind in FORMAT_OPTIONS[name]}
+    return da.read_counts(args.query, key=args.query_key, **options)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from deepchem_actinn.errors import InputError
+    from deepchem_actinn.io import check_counts, load_counts
+    from deepchem_actinn.writers import output_format, write_counts
+    kind = output_format(args.output, args.to)
+    if os.path.exists(args.input) and (os.path.abspath(args.input) == os.path.abspath(
+            args.output) or _same_file(args.input, args.output)):
+        raise InputError("output is the input; choose another name", args.output)
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if kind != "mtx":
+        check_output_path(args.output, [args.input])
+    elif not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise InputError(f"output folder {folder} does not exist or is not writable",
+                         args.output)
+    stored = load_counts(args.input, key=args.key, **_read_options(args))
+    stored.X = check_counts(stored.X, stored.source)
+    write_counts(stored, args.output, kind, key=args.output_key)
+    print(f"{PROG}: {stored.X.shape[0]} cells x {stored.X.shape[1]} genes ({stored.format}) "
+          f"-> {args.output} ({kind})")
+    return 0
+
+
+def _check_plots_dir(path: Optional[str]) -> None:
+    """Fail before any work if --plots cannot be honoured (no matplotlib, bad folder)."""
+    if path is None:
+        return
+    from deepchem_actinn.errors import InputError, MissingDependencyError
+    from deepchem_actinn.plots import PLOTS_HINT
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(f"--plots needs matplotlib: {PLOTS_HINT}") from None
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError("--plots path exists and is not a folder", path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"--plots folder's parent {parent} does not exist", path)
+
+
+def _write_training_plots(folder: str, history: Any) -> None:
+    from deepchem_actinn.plots import save_figure, training_curve_figure
+    os.makedirs(folder, exist_ok=True)
+    figure = save_figure(training_curve_figure(history), os.path.join(folder,
+                                                                     "training_curve.png"))
+    _write_table(history.to_dataframe().set_index("epoch"),
+                 os.path.join(folder, "training_history.tsv"))
+    print(f"{PROG}: wrote {figure} and training_history.tsv")
+
+
+def _write_evaluation_plots(folder: str, truth: Any, predicted: Any) -> None:
+    from deepchem_actinn.plots import confusion_figure, f1_figure, save_figure
+    os.makedirs(folder, exist_ok=True)
+    save_figure(confusion_figure(truth, predicted), os.path.join(folder, "confusion_matrix.png"))
+    save_figure(f1_figure(truth, predicted), os.path.join(folder, "f1_per_class.png"))
+    print(f"{PROG}: wrote confusion_matrix.png and f1_per_class.png to {folder}")
 
 
 # ---------------------------------------------------------------------------
@@ -296,13 +432,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     train = commands.add_parser("train", help="train a reference model")
-    train.add_argument("--train-set", required=True, help="genes x cells counts (pandas HDF)")
+    train.add_argument("--train-set", required=True,
+                       help="counts: pandas HDF, 10x HDF5, Matrix Market, CSV/TSV or .h5ad")
     train.add_argument("--train-labels", required=True, help="cell_id<TAB>cell_type TSV")
     train.add_argument("--model-dir", required=True, help="directory to write the model to")
     train.add_argument("--query", help="restrict training to the genes this file shares")
     train.add_argument("--joint", action="store_true",
                        help="fit gene filters on training + query cells (the paper's mode)")
-    train.add_argument("--key", help="HDF key of --train-set (default dge or the only key)")
+    train.add_argument("--key", help="HDF key (default dge or the only key) or 10x genome of "
+                                     "--train-set")
     train.add_argument("--query-key", help="HDF key of --query")
     train.add_argument("--preset", default="actinn", choices=sorted(_presets()),
                        help="actinn: the paper's network and training (default)")
@@ -314,11 +452,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="smallest fraction of model genes a query must hold (default 0.1)")
     train.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--checkpoint-dir", metavar="DIR",
+                       help="write a checkpoint here after every epoch (for --resume)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the latest checkpoint in --checkpoint-dir (same "
+                            "data and options): the run ends as an unbroken one would")
+    train.add_argument("--validation-fraction", type=_open_fraction, metavar="F",
+                       help="hold out this fraction of each type (not trained on) for a "
+                            "validation curve and accuracy")
+    train.add_argument("--plots", metavar="DIR",
+                       help="write training_curve.png (loss and accuracy per epoch) here")
+    _add_input_options(train, "--train-set (and --query where they apply)")
     train.set_defaults(handler=cmd_train)
 
     predict = commands.add_parser("predict", help="annotate cells with a trained model")
     predict.add_argument("--model-dir", required=True)
-    predict.add_argument("--test-set", required=True, help="genes x cells counts (pandas HDF)")
+    predict.add_argument("--test-set", required=True,
+                         help="counts: pandas HDF, 10x HDF5, Matrix Market, CSV/TSV or .h5ad")
     predict.add_argument("--output", required=True,
                          help="predictions TSV: cell_id, cell_type, probability")
     predict.add_argument("--probabilities", help="TSV of every class probability per cell")
@@ -326,13 +476,56 @@ def build_parser() -> argparse.ArgumentParser:
                          help="label cells below this probability 'Unassigned'")
     predict.add_argument("--key", help="HDF key of --test-set")
     predict.add_argument("--device", default="auto")
+    _add_input_options(predict, "--test-set")
     predict.set_defaults(handler=cmd_predict)
 
     evaluate = commands.add_parser("evaluate", help="score predictions against labels")
     evaluate.add_argument("--predictions", required=True, help="TSV written by predict")
     evaluate.add_argument("--labels", required=True, help="cell_id<TAB>cell_type TSV")
+    evaluate.add_argument("--plots", metavar="DIR",
+                          help="write confusion_matrix.png and f1_per_class.png here")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    convert = commands.add_parser(
+        "convert", help="convert a count matrix between formats",
+        description="Convert counts between pandas HDF (the tutorial's), 10x HDF5, Matrix "
+                    "Market, CSV/TSV and .h5ad. The output format comes from --to or the "
+                    "output name (.h5: pandas HDF, .h5ad, .csv, .tsv[.gz], no extension: "
+                    "Matrix Market folder).")
+    convert.add_argument("--input", required=True, help="count matrix in any readable format")
+    convert.add_argument("--output", required=True, help="file (or folder for mtx) to write")
+    convert.add_argument("--to", choices=_formats(), help="output format (default: from name)")
+    convert.add_argument("--key", help="pandas HDF key or 10x genome of --input")
+    convert.add_argument("--output-key", default="dge", help="pandas HDF key written (dge)")
+    _add_input_options(convert, "--input")
+    convert.set_defaults(handler=cmd_convert)
     return parser
+
+
+def _formats() -> List[str]:
+    from deepchem_actinn.io import FORMATS
+    return list(FORMATS)
+
+
+def _open_fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")
+    return value
+
+
+def _add_input_options(command: argparse.ArgumentParser, what: str) -> None:
+    group = command.add_argument_group(
+        "input format", f"How to read {what}; the format is detected from the content.")
+    group.add_argument("--format", choices=_formats(), help="skip detection")
+    group.add_argument("--layer", help=".h5ad: layer with the raw counts ('raw' = raw.X; "
+                                       "default X)")
+    group.add_argument("--gene-column", help=".h5ad: var column of gene symbols "
+                                             "(default var_names)")
+    group.add_argument("--cells-as-rows", action="store_true",
+                       help="CSV/TSV: rows are cells, columns genes (default genes x cells)")
+    group.add_argument("--gene-ids", action="store_true",
+                       help="10x HDF5 / Matrix Market: use gene ids instead of symbols")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -28,6 +28,7 @@ from deepchem_actinn.io import (
     read_counts,
     read_labels,
 )
+from deepchem_actinn.sparse import SparseCellDataset
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,9 @@ class ScRNALoader:
         cell types found in the labels.
     key: str, optional
         HDF key of the count matrix.
+    sparse: bool
+        Return a :class:`~deepchem_actinn.sparse.SparseCellDataset` (CSR
+        ``X``, never densified) instead of a ``CellDataset``.
 
     Examples
     --------
@@ -159,29 +163,41 @@ class ScRNALoader:
     ((3, 2), ['c1', 'c2', 'c3'], [0, 1, 1], ['B', 'T'])
     """
 
-    def __init__(self, classes: Optional[Names] = None, key: Optional[str] = None) -> None:
+    def __init__(self, classes: Optional[Names] = None, key: Optional[str] = None,
+                 sparse: bool = False) -> None:
         self.classes = None if classes is None else list(classes)
         self.key = key
+        self.sparse = bool(sparse)
 
     def create_dataset(self, counts: Union[PathLike, CountMatrix],
-                       labels: Optional[Union[PathLike, pd.Series]] = None) -> CellDataset:
+                       labels: Optional[Union[PathLike, pd.Series]] = None
+                       ) -> Union[CellDataset, SparseCellDataset]:
         matrix = counts if isinstance(counts, CountMatrix) else read_counts(counts, key=self.key)
+        make = _sparse_dataset if self.sparse else _dense_dataset
         if labels is None:
-            return CellDataset(_dense(matrix), ids=matrix.cells, genes=matrix.genes,
-                               classes=self.classes)
+            return make(matrix, None, self.classes)
         if isinstance(labels, pd.Series):
             label_series, label_source = labels, "<labels>"
         else:
             label_series, label_source = read_labels(labels), os.fspath(labels)
         joined = join_labels(matrix, label_series, label_source=label_source)
         y, classes = encode_labels(joined.labels, self.classes, source=label_source)
-        return CellDataset(_dense(joined.matrix), y, ids=joined.matrix.cells,
-                           genes=joined.matrix.genes, classes=classes)
+        return make(joined.matrix, y, classes)
 
 
 def _dense(matrix: CountMatrix) -> np.ndarray:
     X = matrix.X
     return np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float32)
+
+
+def _dense_dataset(matrix: CountMatrix, y: Optional[np.ndarray],
+                   classes: Optional[Names]) -> CellDataset:
+    return CellDataset(_dense(matrix), y, ids=matrix.cells, genes=matrix.genes, classes=classes)
+
+
+def _sparse_dataset(matrix: CountMatrix, y: Optional[np.ndarray],
+                    classes: Optional[Names]) -> SparseCellDataset:
+    return SparseCellDataset(matrix.X, y, ids=matrix.cells, genes=matrix.genes, classes=classes)
 
 
 class StratifiedSplitter(dc.splits.Splitter):

@@ -30,3 +30,11 @@ class ModelFileError(ActinnError):
 
 class GeneOverlapError(ActinnError):
     """A query shares too few genes with the model to be annotated."""
+
+
+class MissingDependencyError(ActinnError, ImportError):
+    """An optional extra (``anndata``, ``plots``) is needed and not installed.
+
+    Also an ``ImportError``, so ``except ImportError`` catches it; the message
+    names the ``pip install 'deepchem_actinn[...]'`` line that fixes it.
+    """

@@ -9,8 +9,10 @@ ACTINN and of DeepChem's tutorial (pandas HDF, genes x cells) are read with
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Tuple, Union
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from deepchem_actinn.errors import InputError
+from deepchem_actinn.errors import InputError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -196,9 +198,13 @@ def check_counts(X: Matrix, source: str, allow_non_integer: bool = True) -> Matr
             raise InputError(
                 f"matrix holds {int((values < 0).sum())} negative values; ACTINN needs raw counts",
                 source)
-        if not np.array_equal(values, np.round(values)):
-            message = (f"{source}: matrix holds non-integer values; ACTINN expects raw counts "
-                       "(results on normalised data may be poor)")
+        fractional = values != np.round(values)
+        if fractional.any():
+            example = float(np.asarray(values)[fractional].flat[0])
+            message = (f"{source}: matrix holds {int(fractional.sum())} non-integer values "
+                       f"(e.g. {example:.4g}); ACTINN expects raw counts, and results on "
+                       "normalised or log data may be poor; continuing (pass raw counts to "
+                       "silence this)")
             if not allow_non_integer:
                 raise InputError("matrix holds non-integer values; ACTINN expects raw counts",
                                  source)
@@ -258,16 +264,532 @@ def finish_matrix(X: Matrix, genes: Sequence, cells: Sequence, source: str) -> C
     return _dedupe_cells(_dedupe_genes(matrix))
 
 
-def read_counts(path: PathLike, key: Optional[str] = None) -> CountMatrix:
-    """Read a genes x cells count matrix into a cells x genes :class:`CountMatrix`.
+# -- Other formats -------------------------------------------------------------
+#
+# Each format has a loader returning :class:`StoredCounts` (the counts as the
+# file holds them: names not upper-cased, nothing de-duplicated, so `convert`
+# can write them back unchanged) and :func:`read_counts` finishes them into a
+# CountMatrix. Sparse files stay sparse (CSR) all the way.
+
+#: Count-matrix formats :func:`read_counts` reads and :func:`detect_format` returns.
+FORMATS = ("pandas-hdf", "10x-h5", "mtx", "csv", "tsv", "h5ad")
+_FORMAT_ALIASES = {
+    "pandas": "pandas-hdf", "hdf": "pandas-hdf", "pandas_hdf": "pandas-hdf",
+    "10x": "10x-h5", "10x-hdf5": "10x-h5", "10x_h5": "10x-h5", "cellranger": "10x-h5",
+    "mex": "mtx", "matrix-market": "mtx", "matrixmarket": "mtx", "10x-mtx": "mtx",
+    "txt": "tsv", "text": "tsv", "anndata": "h5ad",
+}
+#: The formats each reading option applies to.
+FORMAT_OPTIONS = {"key": ("pandas-hdf", "10x-h5"), "layer": ("h5ad",), "gene_column": ("h5ad",),
+                  "cells_as_rows": ("csv", "tsv", "pandas-hdf"), "gene_ids": ("10x-h5", "mtx")}
+GZIP_SIGNATURE = b"\x1f\x8b"
+ANNDATA_HINT = "pip install 'deepchem_actinn[anndata]'"
+_MTX_NAME = re.compile(r"^(.*?)matrix\.mtx(\.gz)?$", re.IGNORECASE)
+_GENE_EXPRESSION = "Gene Expression"
+
+
+@dataclass
+class StoredCounts:
+    """Counts as a file stores them, cells x genes, before :func:`finish_matrix`.
+
+    ``genes`` keep their case and repeats; ``gene_ids`` holds the second
+    gene identifier of 10x files (Ensembl ids next to symbols), if any.
+    """
+
+    X: Matrix
+    genes: List[str]
+    cells: List[str]
+    source: str
+    format: str
+    gene_ids: Optional[List[str]] = None
+
+    def finish(self) -> CountMatrix:
+        """Validate and de-duplicate into a :class:`CountMatrix`."""
+        return finish_matrix(self.X, self.genes, self.cells, self.source)
+
+
+def normalize_format(name: Optional[str]) -> Optional[str]:
+    """Map a format name or alias (``10x``, ``anndata``, ``mex``...) to one of :data:`FORMATS`."""
+    if name is None:
+        return None
+    key = str(name).strip().lower()
+    key = _FORMAT_ALIASES.get(key, key)
+    if key not in FORMATS:
+        raise InputError(f"unknown format '{name}'; choose from {', '.join(FORMATS)}")
+    return key
+
+
+def _sniff(path: str, size: int = 4096) -> Tuple[bytes, bool]:
+    """The first bytes of a file (decompressed if gzip) and whether it is gzip."""
+    with open(path, "rb") as handle:
+        head = handle.read(size)
+    if head.startswith(GZIP_SIGNATURE):
+        try:
+            with gzip.open(path, "rb") as handle:
+                return handle.read(size), True
+        except (OSError, EOFError) as exc:
+            raise InputError(f"damaged gzip file ({exc})", path) from exc
+    return head, False
+
+
+def _find_mtx(path: str) -> Tuple[str, str]:
+    """The folder and matrix file of a Matrix Market folder (or of its matrix file)."""
+    if os.path.isfile(path):
+        return os.path.dirname(os.path.abspath(path)), path
+    names = sorted(os.listdir(path))
+    matrices = [n for n in names if _MTX_NAME.match(n)]
+    if len(matrices) == 1:
+        return path, os.path.join(path, matrices[0])
+    if len(matrices) > 1:
+        raise InputError(f"folder holds {len(matrices)} Matrix Market files "
+                         f"({', '.join(matrices[:4])}); give the path of one", path)
+    nested = [n for n in ("filtered_feature_bc_matrix", "raw_feature_bc_matrix",
+                          "filtered_gene_bc_matrices", "raw_gene_bc_matrices") if n in names]
+    hint = f" (a Cell Ranger folder? use {os.path.join(path, nested[0])})" if nested else ""
+    raise InputError("folder holds no matrix.mtx or matrix.mtx.gz; expected a Matrix Market "
+                     f"folder (matrix.mtx[.gz], features.tsv[.gz], barcodes.tsv[.gz]){hint}", path)
+
+
+def _hdf5_kind(path: str) -> str:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            keys = list(handle.keys())
+            encoding = handle.attrs.get("encoding-type", b"")
+            if isinstance(encoding, bytes):
+                encoding = encoding.decode("utf-8", "replace")
+            if encoding == "anndata" or {"X", "obs", "var"} <= set(keys):
+                return "h5ad"
+            matrix = handle.get("matrix")
+            if isinstance(matrix, h5py.Group) and {"data", "indices", "indptr", "shape"} <= set(
+                    matrix.keys()):
+                return "10x-h5"
+            if isinstance(matrix, h5py.Dataset) and "row_attrs" in keys:
+                raise InputError("a loom file, which is not read; convert it to .h5ad "
+                                 "(scanpy.read_loom(...).write_h5ad(...))", path)
+            groups = [handle[k] for k in keys if isinstance(handle[k], h5py.Group)]
+            if groups and all({"data", "indices", "indptr", "shape", "barcodes"} <= set(g.keys())
+                              for g in groups):
+                return "10x-h5"
+            if "PYTABLES_FORMAT_VERSION" in handle.attrs or any(
+                    "pandas_type" in g.attrs for g in groups):
+                return "pandas-hdf"
+    except InputError:
+        raise
+    except Exception as exc:  # h5py raises OSError, KeyError... on damaged files
+        raise InputError(f"cannot read HDF5 file: {type(exc).__name__}: {exc}", path) from exc
+    raise InputError("HDF5 file is neither pandas HDF, 10x Genomics HDF5 nor .h5ad "
+                     f"(top-level keys: {', '.join(keys[:8]) or 'none'})", path)
+
+
+def detect_format(path: PathLike) -> str:
+    """Name the count-matrix format of ``path`` from its content, not its name.
+
+    HDF5 files are told apart by their structure (``X``/``obs``/``var``:
+    h5ad; a ``matrix`` group or per-genome groups: 10x; PyTables: pandas
+    HDF), a folder or a file starting ``%%MatrixMarket`` is Matrix Market,
+    other text is CSV or TSV by the separator of its first line (gzip
+    decompressed first).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "counts.h5")  # misleading extension
+    >>> _ = open(path, "w").write("gene,c1,c2\\nCd19,1,0\\n")
+    >>> detect_format(path)
+    'csv'
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise InputError("file not found", name)
+    if os.path.isdir(name):
+        _find_mtx(name)
+        return "mtx"
+    if os.path.getsize(name) == 0:
+        raise InputError("file is empty", name)
+    head, _ = _sniff(name)
+    if head.startswith(HDF5_SIGNATURE):
+        return _hdf5_kind(name)
+    if head.startswith(b"PK\x03\x04"):
+        raise InputError("a zip archive (.zip, .xlsx, .npz?), not a count matrix; unpack or "
+                         "export it as CSV, Matrix Market, 10x HDF5 or .h5ad", name)
+    if head.lstrip().startswith(b"%%MatrixMarket"):
+        return "mtx"
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = head.decode("latin-1") if b"\x00" not in head else ""
+    if not text or "\x00" in text:
+        import h5py
+        if h5py.is_hdf5(name):  # HDF5 with a user block
+            return _hdf5_kind(name)
+        raise InputError(f"not a recognised count-matrix format (readable: {', '.join(FORMATS)})",
+                         name)
+    first = text.splitlines()[0] if text.splitlines() else ""
+    if "\t" in first:
+        return "tsv"
+    if "," in first:
+        return "csv"
+    hint = " (it looks separated by semicolons)" if ";" in first else ""
+    raise InputError("text file is neither tab- nor comma-separated (expected genes x cells "
+                     f"with cell ids in the header row){hint}", name)
+
+
+def _strings(values: Any) -> List[str]:
+    """Decode an HDF5 string dataset (fixed-length bytes or variable-length)."""
+    array = np.asarray(values[()] if hasattr(values, "shape") and hasattr(values, "dtype")
+                       and not isinstance(values, np.ndarray) else values).ravel()
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in array]
+
+
+def _csc_to_cells(data: Any, indices: Any, indptr: Any, shape: Any, source: str) -> Matrix:
+    """A genes x cells CSC triplet (10x layout) as a cells x genes CSR matrix."""
+    n_genes, n_cells = int(shape[0]), int(shape[1])
+    try:
+        X = sp.csr_matrix((np.asarray(data), np.asarray(indices), np.asarray(indptr)),
+                          shape=(n_cells, n_genes))
+        X.check_format(full_check=True)
+    except ValueError as exc:
+        raise InputError(f"damaged sparse matrix: {exc}", source) from exc
+    return X
+
+
+def _keep_gene_expression(X: Matrix, genes: List[str], ids: List[str],
+                          types: Optional[List[str]], source: str
+                          ) -> Tuple[Matrix, List[str], List[str]]:
+    """Drop antibody, CRISPR... features of a 10x file (keep ``Gene Expression``)."""
+    if types is None:
+        return X, genes, ids
+    keep = np.array([t == _GENE_EXPRESSION for t in types])
+    if keep.all():
+        return X, genes, ids
+    if not keep.any():
+        raise InputError(f"no '{_GENE_EXPRESSION}' features (types: "
+                         f"{', '.join(sorted(set(types))[:5])})", source)
+    others = ", ".join(sorted(set(types) - {_GENE_EXPRESSION})[:3])
+    warnings.warn(f"{source}: kept the {int(keep.sum())} '{_GENE_EXPRESSION}' features, dropped "
+                  f"{int((~keep).sum())} others ({others})", CountMatrixWarning, stacklevel=4)
+    index = np.flatnonzero(keep)
+    return (X[:, index], [genes[i] for i in index], [ids[i] for i in index])
+
+
+def load_10x_h5(path: PathLike, genome: Optional[str] = None,
+                gene_ids: bool = False) -> StoredCounts:
+    """Load a Cell Ranger HDF5 matrix (v3 ``matrix`` group, or v2 per-genome groups)."""
+    import h5py
+
+    name = _check_readable(path)
+    try:
+        with h5py.File(name, "r") as handle:
+            if "matrix" in handle and isinstance(handle["matrix"], h5py.Group):
+                group = handle["matrix"]
+                if "features" not in group or "barcodes" not in group:
+                    raise InputError("10x HDF5 'matrix' group lacks features or barcodes", name)
+                features = group["features"]
+                names = _strings(features["name"])
+                ids = _strings(features["id"]) if "id" in features else list(names)
+                types = (_strings(features["feature_type"]) if "feature_type" in features
+                         else None)
+                genomes = _strings(features["genome"]) if "genome" in features else None
+            else:
+                available = [k for k in handle.keys() if isinstance(handle[k], h5py.Group)]
+                if genome is None:
+                    if len(available) != 1:
+                        raise InputError(f"10x HDF5 file holds {len(available)} genomes "
+                                         f"({', '.join(available[:5])}); choose one with --key",
+                                         name)
+                    genome = available[0]
+                if genome not in available:
+                    raise InputError(f"no genome '{genome}' in 10x HDF5 file (genomes: "
+                                     f"{', '.join(available)})", name)
+                group = handle[genome]
+                ids = _strings(group["genes"]) if "genes" in group else []
+                names = _strings(group["gene_names"]) if "gene_names" in group else list(ids)
+                ids = ids or list(names)
+                types, genomes, genome = None, None, None
+            X = _csc_to_cells(group["data"][()], group["indices"][()], group["indptr"][()],
+                              group["shape"][()], name)
+            cells = _strings(group["barcodes"])
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"cannot read 10x HDF5 file: {type(exc).__name__}: {exc}", name) from exc
+    if len(names) != X.shape[1] or len(ids) != X.shape[1] or len(cells) != X.shape[0]:
+        raise InputError(f"10x HDF5 matrix is {X.shape[1]} genes x {X.shape[0]} cells but lists "
+                         f"{len(names)} features and {len(cells)} barcodes", name)
+    if genome is not None and genomes is not None:
+        if genome not in set(genomes):
+            raise InputError(f"no genome '{genome}' among the features (genomes: "
+                             f"{', '.join(sorted(set(genomes)))})", name)
+        index = np.flatnonzero(np.asarray(genomes) == genome)
+        X, names, ids = X[:, index], [names[i] for i in index], [ids[i] for i in index]
+        types = None if types is None else [types[i] for i in index]
+    X, names, ids = _keep_gene_expression(X, names, ids, types, name)
+    genes, other = (ids, names) if gene_ids else (names, ids)
+    return StoredCounts(X, genes, cells, name, "10x-h5", gene_ids=other)
+
+
+def _read_table_column(path: str, source: str) -> pd.DataFrame:
+    _, gz = _sniff(path, 2)
+    try:
+        return pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False,
+                           compression="gzip" if gz else None, quoting=3)
+    except Exception as exc:
+        raise InputError(f"cannot read {os.path.basename(path)}: {exc}", source) from exc
+
+
+def _companion(folder: str, prefix: str, stems: Sequence[str]) -> Optional[str]:
+    for stem in stems:
+        for candidate in (prefix + stem, stem):
+            for suffix in ("", ".gz"):
+                full = os.path.join(folder, candidate + suffix)
+                if os.path.isfile(full):
+                    return full
+    return None
+
+
+def load_mtx(path: PathLike, gene_ids: bool = False) -> StoredCounts:
+    """Load a Matrix Market folder: ``matrix.mtx[.gz]`` (genes x cells), features, barcodes.
+
+    ``path`` is the folder or its matrix file. Gene names come from
+    ``features.tsv[.gz]`` (Cell Ranger v3: id, symbol, type) or
+    ``genes.tsv[.gz]`` (v2: id, symbol); a file prefix such as GEO's
+    ``GSM123_matrix.mtx.gz`` + ``GSM123_barcodes.tsv.gz`` is followed.
+    """
+    import scipy.io
+
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise InputError("file not found", name)
+    folder, matrix_file = _find_mtx(name)
+    match = _MTX_NAME.match(os.path.basename(matrix_file))
+    prefix = match.group(1) if match else ""
+    features_file = _companion(folder, prefix, ("features.tsv", "genes.tsv"))
+    barcodes_file = _companion(folder, prefix, ("barcodes.tsv",))
+    if features_file is None or barcodes_file is None:
+        missing = "features.tsv[.gz] or genes.tsv[.gz]" if features_file is None \
+            else "barcodes.tsv[.gz]"
+        raise InputError(f"Matrix Market folder lacks {missing}", folder)
+    head, gz = _sniff(matrix_file, 64)
+    if not head.lstrip().startswith(b"%%MatrixMarket"):
+        raise InputError("not a Matrix Market file (no %%MatrixMarket header)", matrix_file)
+    try:
+        opener: Any = gzip.open if gz else open
+        with opener(matrix_file, "rb") as handle:
+            stored = sp.csr_matrix(scipy.io.mmread(handle))
+    except Exception as exc:
+        raise InputError(f"cannot read Matrix Market file: {type(exc).__name__}: {exc}",
+                         matrix_file) from exc
+    features = _read_table_column(features_file, folder)
+    barcodes = _read_table_column(barcodes_file, folder)
+    ids = features.iloc[:, 0].tolist()
+    names = features.iloc[:, 1].tolist() if features.shape[1] > 1 else list(ids)
+    types = features.iloc[:, 2].tolist() if features.shape[1] > 2 else None
+    cells = barcodes.iloc[:, 0].tolist()
+    if stored.shape == (len(ids), len(cells)):
+        X = sp.csr_matrix(stored.T)
+    elif stored.shape == (len(cells), len(ids)):
+        X = stored  # cells x genes on disk (not 10x's layout, but unambiguous)
+    else:
+        raise InputError(f"matrix is {stored.shape[0]} x {stored.shape[1]} but "
+                         f"{os.path.basename(features_file)} lists {len(ids)} genes and "
+                         f"{os.path.basename(barcodes_file)} {len(cells)} cells", folder)
+    X, names, ids = _keep_gene_expression(X, names, ids, types, folder)
+    genes, other = (ids, names) if gene_ids else (names, ids)
+    return StoredCounts(X, genes, cells, folder if os.path.isdir(name) else name, "mtx",
+                        gene_ids=other)
+
+
+def load_text(path: PathLike, cells_as_rows: bool = False,
+              sep: Optional[str] = None) -> StoredCounts:
+    """Load a CSV/TSV table: genes x cells (header row of cell ids, gene names first).
+
+    With ``cells_as_rows`` the table is cells x genes (header row of genes).
+    The separator is read from the first line unless given; gzip is
+    recognised from the content.
+    """
+    name = _check_readable(path)
+    head, gz = _sniff(name)
+    if sep is None:
+        first = head.decode("utf-8", "replace").splitlines()[0] if head else ""
+        sep = "\t" if "\t" in first else ","
+    try:
+        frame = pd.read_csv(name, sep=sep, index_col=0, dtype={0: str}, low_memory=False,
+                            compression="gzip" if gz else None)
+    except Exception as exc:
+        raise InputError(f"cannot read as a delimited table: {type(exc).__name__}: {exc}",
+                         name) from exc
+    if frame.shape[1] == 0:
+        raise InputError("table has a single column; expected gene names then one column per "
+                         f"{'gene' if cells_as_rows else 'cell'}", name)
+    bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if bad:
+        column = frame[bad[0]].dropna().astype(str)
+        text = column[pd.to_numeric(column, errors="coerce").isna()]
+        example = f" (e.g. '{text.iloc[0]}')" if len(text) else ""
+        first = "cell ids" if cells_as_rows else "gene names"
+        raise InputError(f"column '{bad[0]}' is not numeric{example}; expected {first} in the "
+                         "first column and counts in the others", name)
+    values = frame.to_numpy()
+    # Keep mostly-zero tables sparse so later steps do not copy them densely.
+    nonzero = np.count_nonzero(values)
+    matrix: Matrix = values if cells_as_rows else values.T
+    if values.size and nonzero < 0.5 * values.size:
+        matrix = sp.csr_matrix(matrix)
+    rows, columns = [str(i) for i in frame.index], [str(c) for c in frame.columns]
+    genes, cells = (columns, rows) if cells_as_rows else (rows, columns)
+    return StoredCounts(matrix, genes, cells, name, "csv" if sep == "," else "tsv")
+
+
+def _anndata_elements(adata: Any, layer: Optional[str], gene_column: Optional[str],
+                      source: str) -> Tuple[Matrix, List[str], List[str]]:
+    if layer is None or layer == "X":
+        X, var, var_names = adata.X, adata.var, adata.var_names
+    elif layer == "raw":
+        if adata.raw is None:
+            raise InputError("AnnData has no .raw; choose another layer", source)
+        X, var, var_names = adata.raw.X, adata.raw.var, adata.raw.var_names
+    else:
+        if layer not in adata.layers:
+            names = ", ".join(list(adata.layers.keys())[:8]) or "none"
+            raise InputError(f"no layer '{layer}' in AnnData (layers: {names}; also X, raw)",
+                             source)
+        X, var, var_names = adata.layers[layer], adata.var, adata.var_names
+    if X is None:
+        raise InputError("AnnData has no X; choose a layer", source)
+    if gene_column is None:
+        genes = [str(g) for g in var_names]
+    else:
+        if gene_column not in var.columns:
+            columns = ", ".join(map(str, var.columns[:8])) or "none"
+            raise InputError(f"no var column '{gene_column}' (columns: {columns})", source)
+        column = var[gene_column]
+        if column.isna().any():
+            raise InputError(f"var column '{gene_column}' has {int(column.isna().sum())} missing "
+                             "gene names", source)
+        genes = [str(g) for g in column]
+    if hasattr(X, "to_memory"):  # backed sparse datasets
+        X = X.to_memory()
+    X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+    return X, genes, [str(c) for c in adata.obs_names]
+
+
+def from_anndata(adata: Any, layer: Optional[str] = None, gene_column: Optional[str] = None,
+                 source: str = "<AnnData>") -> StoredCounts:
+    """Counts of an ``AnnData``: ``X`` (``layer=None``), ``layers[layer]`` or ``raw.X``.
+
+    Gene names are ``var_names`` or the ``var`` column ``gene_column``
+    (e.g. ``"gene_symbols"`` when ``var_names`` are Ensembl ids).
+    """
+    X, genes, cells = _anndata_elements(adata, layer, gene_column, source)
+    if layer is None and not _integral_sample(X):
+        alternatives = [n for n in getattr(adata, "layers", {}).keys()
+                        if _integral_sample(adata.layers[n])]
+        if getattr(adata, "raw", None) is not None and _integral_sample(adata.raw.X):
+            alternatives.append("raw")
+        if alternatives:
+            warnings.warn(f"{source}: X holds non-integer values (normalised?) but layer "
+                          f"'{alternatives[0]}' holds counts; choose it with "
+                          f"layer='{alternatives[0]}' (--layer {alternatives[0]})",
+                          CountMatrixWarning, stacklevel=3)
+    return StoredCounts(X, genes, cells, source, "h5ad")
+
+
+def _integral_sample(X: Any, n: int = 10_000) -> bool:
+    values = X.data if sp.issparse(X) else np.asarray(X).ravel()
+    values = np.asarray(values[:n], dtype=np.float64)
+    return bool(np.array_equal(values, np.round(values)))
+
+
+def _import_anndata(source: str) -> Any:
+    try:
+        import anndata
+    except ImportError:
+        raise MissingDependencyError(f"reading .h5ad needs the anndata package: {ANNDATA_HINT}",
+                                     source) from None
+    return anndata
+
+
+def load_h5ad(path: PathLike, layer: Optional[str] = None,
+              gene_column: Optional[str] = None) -> StoredCounts:
+    """Load an ``.h5ad`` file (needs the ``anndata`` extra); see :func:`from_anndata`."""
+    name = _check_readable(path)
+    anndata = _import_anndata(name)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="anndata")
+        try:
+            adata = anndata.read_h5ad(name)
+        except Exception as exc:
+            raise InputError(f"cannot read .h5ad: {type(exc).__name__}: {exc}", name) from exc
+    return from_anndata(adata, layer, gene_column, source=name)
+
+
+def load_counts(path: PathLike, key: Optional[str] = None, *, format: Optional[str] = None,
+                layer: Optional[str] = None, gene_column: Optional[str] = None,
+                cells_as_rows: bool = False, gene_ids: bool = False) -> StoredCounts:
+    """Load counts in any readable format as stored; :func:`read_counts` finishes them.
+
+    Options that do not apply to the file's format are refused, so a typo'd
+    ``--layer`` is never silently ignored.
+    """
+    name = os.fspath(path)
+    kind = normalize_format(format) or detect_format(name)
+    applies = FORMAT_OPTIONS
+    given = {"key": key is not None, "layer": layer is not None,
+             "gene_column": gene_column is not None, "cells_as_rows": bool(cells_as_rows),
+             "gene_ids": bool(gene_ids)}
+    for option, used in given.items():
+        if used and kind not in applies[option]:
+            hint = " (use gene_column / --gene-column for .h5ad)" if option == "gene_ids" \
+                and kind == "h5ad" else ""
+            raise InputError(f"option {option} applies to {' and '.join(applies[option])} "
+                             f"input, but this is {kind}{hint}", name)
+    if kind == "pandas-hdf":
+        frame = read_pandas_hdf(name, key)
+        if cells_as_rows:
+            frame = frame.T
+        return StoredCounts(frame.to_numpy().T, [str(g) for g in frame.index],
+                            [str(c) for c in frame.columns], name, kind)
+    if kind == "10x-h5":
+        return load_10x_h5(name, genome=key, gene_ids=gene_ids)
+    if kind == "mtx":
+        return load_mtx(name, gene_ids=gene_ids)
+    if kind == "h5ad":
+        return load_h5ad(name, layer=layer, gene_column=gene_column)
+    return load_text(name, cells_as_rows=cells_as_rows, sep="," if kind == "csv" else "\t")
+
+
+def read_counts(path: PathLike, key: Optional[str] = None, *, format: Optional[str] = None,
+                layer: Optional[str] = None, gene_column: Optional[str] = None,
+                cells_as_rows: bool = False, gene_ids: bool = False) -> CountMatrix:
+    """Read a count matrix in any supported format into a cells x genes :class:`CountMatrix`.
+
+    The format is recognised from the content (:func:`detect_format`), not
+    the extension. Sparse formats stay sparse (CSR).
 
     Parameters
     ----------
     path: str
         A pandas HDF file (``DataFrame.to_hdf``; genes as index, cells as
-        columns), the format of ACTINN and of DeepChem's tutorial.
+        columns; ACTINN's and DeepChem's tutorial format), a 10x Genomics
+        HDF5 file (Cell Ranger v2 or v3), a Matrix Market folder
+        (``matrix.mtx[.gz]``, ``features.tsv[.gz]``/``genes.tsv``,
+        ``barcodes.tsv[.gz]``) or its matrix file, a CSV/TSV table (genes x
+        cells, optionally gzipped) or an ``.h5ad`` file.
     key: str, optional
-        HDF key; default ``dge`` or the file's only key.
+        pandas HDF key (default ``dge`` or the only key); the genome of a
+        10x file holding several.
+    format: str, optional
+        Skip detection: one of :data:`FORMATS` (or an alias like ``10x``).
+    layer: str, optional
+        ``.h5ad``: ``None`` for ``X``, ``"raw"`` for ``raw.X``, or a layer name.
+    gene_column: str, optional
+        ``.h5ad``: the ``var`` column holding gene symbols (default ``var_names``).
+    cells_as_rows: bool
+        CSV/TSV (and pandas HDF): the table is cells x genes.
+    gene_ids: bool
+        10x HDF5 and Matrix Market: use gene ids (Ensembl) instead of symbols.
 
     Examples
     --------
@@ -279,9 +801,8 @@ def read_counts(path: PathLike, key: Optional[str] = None) -> CountMatrix:
     >>> m.shape, m.genes.tolist()
     ((3, 2), ['CD19', 'CD3E'])
     """
-    name = _check_readable(path)
-    frame = read_pandas_hdf(name, key)
-    return finish_matrix(frame.to_numpy().T, list(frame.index), list(frame.columns), name)
+    return load_counts(path, key, format=format, layer=layer, gene_column=gene_column,
+                       cells_as_rows=cells_as_rows, gene_ids=gene_ids).finish()
 
 
 # ---------------------------------------------------------------------------

@@ -17,13 +17,19 @@ unpickling anything.
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
+import inspect
 import json
 import logging
 import math
 import os
+import pickle
 import shutil
+import sys
 import tempfile
+import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import deepchem as dc
@@ -36,6 +42,7 @@ from deepchem.models.optimizers import Adam, ExponentialDecay
 from deepchem_actinn.errors import ModelFileError
 from deepchem_actinn.io import Names
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
+from deepchem_actinn.sparse import sparse_linear, to_torch_csr
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +117,12 @@ class ActinnClassifier(nn.Module):
         return [layer for layer in self.hidden if isinstance(layer, nn.Linear)] + [self.output]
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self.input_dropout(x)
+        if x.layout != torch.strided and self.training and self.input_dropout.p > 0:
+            x = x.to_dense()  # dropout needs a dense input
+        h = self.input_dropout(x) if x.layout == torch.strided else x
         for layer in self.hidden:
-            h = F.relu(layer(h))
+            # A sparse batch (SparseCellDataset) meets a sparse first layer.
+            h = F.relu(layer(h) if h.layout == torch.strided else sparse_linear(h, layer))
         logits = self.output(h)
         probs = F.softmax(logits / self.temperature, dim=-1)
         return probs.unsqueeze(1), logits.unsqueeze(1), h
@@ -274,9 +284,11 @@ class ACTINNModel(dc.models.TorchModel):
                 if not shuffle:
                     index = slice(start, start + self.batch_size)  # type: ignore[assignment]
                 X_b = X[index]
-                if hasattr(X_b, "toarray"):
-                    X_b = X_b.toarray()
-                X_b = np.asarray(X_b, dtype=np.float32)
+                if hasattr(X_b, "toarray") and getattr(dataset, "sparse_batches", False):
+                    X_b = to_torch_csr(X_b, self.device)
+                else:
+                    X_b = np.asarray(X_b.toarray() if hasattr(X_b, "toarray") else X_b,
+                                     dtype=np.float32)
                 y_b = None if y is None or len(y) == 0 else np.asarray(y[index]).reshape(-1, 1)
                 w_b = None if w is None or len(w) == 0 else np.asarray(w[index],
                                                                         dtype=np.float32)
@@ -293,11 +305,19 @@ class ACTINNModel(dc.models.TorchModel):
             variables: Optional[Any] = None, loss: Optional[Any] = None,
             callbacks: Union[Callable, List[Callable]] = [],
             all_losses: Optional[List[float]] = None) -> float:
-        """Train; ``nb_epoch`` defaults to the model's ``epochs`` (50 for ACTINN)."""
+        """Train; ``nb_epoch`` defaults to the model's ``epochs`` (50 for ACTINN).
+
+        ``restore=True`` continues from the latest checkpoint in ``model_dir``
+        (weights, optimizer, step, learning-rate schedule, batch shuffling).
+        """
+        if restore:
+            # DeepChem restores after drawing the first batch, i.e. after this
+            # epoch's shuffle; restoring first keeps the batches of an unbroken run.
+            self.restore()
         return super().fit(dataset, nb_epoch=self.epochs if nb_epoch is None else nb_epoch,
                            max_checkpoints_to_keep=max_checkpoints_to_keep,
                            checkpoint_interval=checkpoint_interval,
-                           deterministic=deterministic, restore=restore, variables=variables,
+                           deterministic=deterministic, restore=False, variables=variables,
                            loss=loss, callbacks=callbacks, all_losses=all_losses)
 
     def steps_per_epoch(self, n_cells: int) -> int:
@@ -308,14 +328,75 @@ class ACTINNModel(dc.models.TorchModel):
         self._ensure_built()
         return float(self._pytorch_optimizer.param_groups[0]["lr"])
 
+    def save_checkpoint(self, max_checkpoints_to_keep: int = 5,
+                        model_dir: Optional[str] = None) -> None:
+        """DeepChem's checkpoint plus the batch-shuffling state.
+
+        With the shuffling state, a run resumed from the checkpoint written at
+        the end of :meth:`fit` sees the batches an uninterrupted run would, so
+        it ends with the same weights. The file is a ``torch.save`` dict of
+        tensors and plain values (the state as a JSON string), readable with
+        ``weights_only=True``.
+        """
+        if max_checkpoints_to_keep == 0:
+            return
+        self._ensure_built()
+        folder = self.model_dir if model_dir is None else model_dir
+        os.makedirs(folder, exist_ok=True)
+        data = {
+            "model_state_dict": self.model.state_dict(),
+            "optimizer_state_dict": self._pytorch_optimizer.state_dict(),
+            "global_step": self._global_step,
+            "shuffle_rng_state": json.dumps(self._shuffle_rng.bit_generator.state),
+        }
+        temporary = os.path.join(folder, "temp_checkpoint.pt")
+        torch.save(data, temporary)
+        # Rotate as DeepChem does; a kill in between leaves older complete checkpoints.
+        paths = [os.path.join(folder, f"checkpoint{i + 1}.pt")
+                 for i in range(max_checkpoints_to_keep)]
+        if os.path.exists(paths[-1]):
+            os.remove(paths[-1])
+        for i in reversed(range(max_checkpoints_to_keep - 1)):
+            if os.path.exists(paths[i]):
+                os.rename(paths[i], paths[i + 1])
+        os.rename(temporary, paths[0])
+
     def restore(self, checkpoint: Optional[str] = None, model_dir: Optional[str] = None,
                 strict: Optional[bool] = True) -> None:
         """Restore a checkpoint and put the learning-rate schedule at its step.
 
         DeepChem's checkpoints do not save the scheduler, so without this a
-        resumed run would restart the decay from step 0.
+        resumed run would restart the decay from step 0. The batch-shuffling
+        state is restored too when the checkpoint has it. The file is read
+        with ``torch.load(weights_only=True)``: nothing is unpickled.
         """
-        super().restore(checkpoint=checkpoint, model_dir=model_dir, strict=strict)
+        self._ensure_built()
+        if checkpoint is None:
+            folder = self.model_dir if model_dir is None else model_dir
+            if not os.path.isdir(folder):
+                raise ModelFileError("checkpoint directory not found", folder)
+            checkpoints = sorted(self.get_checkpoints(folder))
+            if not checkpoints:
+                raise ModelFileError("no checkpoint found (checkpoint*.pt)", folder)
+            checkpoint = checkpoints[0]
+        try:
+            data = _load_tensors(checkpoint, self.device)
+        except pickle.UnpicklingError as exc:
+            raise ModelFileError("checkpoint holds Python objects, not only tensors: refused, "
+                                 "since loading it could run code", checkpoint) from exc
+        except Exception as exc:
+            raise ModelFileError(f"cannot read checkpoint ({type(exc).__name__})",
+                                 checkpoint) from exc
+        try:
+            self.model.load_state_dict(data["model_state_dict"], strict=bool(strict))
+            self._pytorch_optimizer.load_state_dict(data["optimizer_state_dict"])
+            self._global_step = int(data["global_step"])
+            rng_state = data.get("shuffle_rng_state")
+            if isinstance(rng_state, str):
+                self._shuffle_rng.bit_generator.state = json.loads(rng_state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"checkpoint does not fit this model ({type(exc).__name__}: "
+                                 f"{str(exc)[:200]})", checkpoint) from exc
         self._sync_schedule()
 
     def _sync_schedule(self) -> None:
@@ -380,6 +461,7 @@ class ACTINNModel(dc.models.TorchModel):
             weights_path = os.path.join(staging, WEIGHTS_FILE)
             state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
             torch.save(state, weights_path)
+            _fsync(weights_path)
             meta = {
                 "format": MODEL_FORMAT,
                 "format_version": MODEL_FORMAT_VERSION,
@@ -392,6 +474,7 @@ class ACTINNModel(dc.models.TorchModel):
                 "global_step": int(self._global_step) if self._built else 0,
                 "weights_sha256": _sha256(weights_path),
             }
+            meta["metadata_sha256"] = _metadata_digest(meta)  # last: covers every field
             _write_json(os.path.join(staging, MODEL_FILE), meta)
             _replace_directory(staging, target)
         except BaseException:
@@ -419,13 +502,22 @@ class ACTINNModel(dc.models.TorchModel):
             raise ModelFileError(f"{WEIGHTS_FILE} does not match the checksum in {MODEL_FILE} "
                                  "(corrupted or replaced)", folder)
         try:
-            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+            state = _load_tensors(weights_path, "cpu")
+        except pickle.UnpicklingError as exc:
+            raise ModelFileError(f"{WEIGHTS_FILE} holds Python objects, not only tensors: "
+                                 "refused, since loading it could run code", folder) from exc
         except Exception as exc:
             raise ModelFileError(f"cannot read {WEIGHTS_FILE}: {type(exc).__name__}", folder) \
                 from exc
         try:
             featurizer = ScRNAFeaturizer.from_dict(meta["featurizer"])
             params = dict(meta["hyperparameters"])
+            accepted = inspect.signature(cls.__init__).parameters
+            unknown = sorted(set(params) - set(accepted) - {"self", "kwargs"})
+            if unknown:
+                raise ModelFileError(f"{MODEL_FILE} has unknown hyper-parameters "
+                                     f"({', '.join(unknown)}); written by a newer "
+                                     "deepchem_actinn?", folder)
             model = cls(int(meta["n_genes"]), int(meta["n_classes"]),
                         classes=meta["classes"], featurizer=featurizer, device=device,
                         **params, **kwargs)
@@ -467,6 +559,12 @@ def read_model_metadata(directory: str) -> Dict[str, Any]:
         raise ModelFileError(f"model format version {version!r} is not supported by this "
                              f"deepchem_actinn (reads version {MODEL_FORMAT_VERSION}); "
                              "upgrade the package or retrain", directory)
+    # Saved models carry a digest of their metadata: a hand edit (or damage) is caught
+    # here. Deleting the field accepts deliberate edits; the checks below still apply.
+    if "metadata_sha256" in meta and meta["metadata_sha256"] != _metadata_digest(meta):
+        raise ModelFileError(f"{MODEL_FILE} was changed after the model was saved (its "
+                             "metadata_sha256 does not match); restore the original or retrain",
+                             directory)
     required = {"n_genes": int, "n_classes": int, "classes": list, "hyperparameters": dict,
                 "featurizer": dict, "weights_sha256": str}
     for key, kind in required.items():
@@ -479,6 +577,25 @@ def read_model_metadata(directory: str) -> Dict[str, Any]:
     if not isinstance(genes, list) or len(genes) != meta["n_genes"]:
         raise ModelFileError(f"{MODEL_FILE}: gene list does not match n_genes", directory)
     return meta
+
+
+def _load_tensors(path: str, device: Any) -> Any:
+    """``torch.load(weights_only=True)``, quietly: its warnings are not the user's business."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=device, weights_only=True)
+
+
+def _metadata_digest(meta: Dict[str, Any]) -> str:
+    """SHA-256 of the metadata as canonical JSON, without its own digest field."""
+    body = {k: v for k, v in meta.items() if k != "metadata_sha256"}
+    canonical = json.dumps(json.loads(json.dumps(body)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _fsync(path: str) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def _sha256(path: str) -> str:
@@ -503,6 +620,9 @@ def _replace_directory(staging: str, target: str) -> None:
     if not os.path.exists(target):
         os.rename(staging, target)
         return
+    if _exchange(staging, target):  # one atomic step: the old model is now in staging
+        shutil.rmtree(staging, ignore_errors=True)
+        return
     backup = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-",
                               dir=os.path.dirname(target))
     os.rmdir(backup)
@@ -513,3 +633,26 @@ def _replace_directory(staging: str, target: str) -> None:
         os.rename(backup, target)
         raise
     shutil.rmtree(backup, ignore_errors=True)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two existing paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Returns False where the call is not available, so the caller falls back
+    to two renames (with a short window in which ``b`` is missing).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(code, os.strerror(code), b)

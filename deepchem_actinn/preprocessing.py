@@ -64,8 +64,11 @@ def gene_statistics(L: Matrix) -> Tuple[np.ndarray, np.ndarray]:
     """Total expression and coefficient of variation (population std / mean) of each column."""
     n = L.shape[0]
     if sp.issparse(L):
-        total = np.asarray(L.sum(axis=0), dtype=np.float64).ravel()
-        squares = np.asarray(L.multiply(L).sum(axis=0), dtype=np.float64).ravel()
+        # float64 before summing, as for dense input: float32 sums differ from the
+        # dense ones enough to change which genes pass the filters.
+        L64 = sp.csr_matrix(L, dtype=np.float64)
+        total = np.asarray(L64.sum(axis=0)).ravel()
+        squares = np.asarray(L64.multiply(L64).sum(axis=0)).ravel()
     else:
         L64 = np.asarray(L, dtype=np.float64)
         total = L64.sum(axis=0)
@@ -93,12 +96,23 @@ def select_genes(total: np.ndarray, cv: np.ndarray, low: float = 1.0,
     [2, 3, 4, 5, 6, 7]
     """
     lo, hi = np.percentile(total, [low, high])
-    keep = (total >= lo) & (total <= hi) & (total > 0) & np.isfinite(cv)
+    keep = _within(total, lo, hi) & (total > 0) & np.isfinite(cv)
     if not keep.any():
         return np.flatnonzero(keep)
     cv_lo, cv_hi = np.percentile(cv[keep], [low, high])
-    keep &= (cv >= cv_lo) & (cv <= cv_hi)
+    keep &= _within(cv, cv_lo, cv_hi)
     return np.flatnonzero(keep)
+
+
+def _within(values: np.ndarray, lo: float, hi: float, rtol: float = 1e-9) -> np.ndarray:
+    """``lo <= values <= hi``, keeping values tied with a bound up to rounding.
+
+    Ties at the percentiles are common: every gene seen in a single cell has
+    CV sqrt(n - 1) exactly. Their computed values differ in the last bits, so
+    an exact comparison would keep an arbitrary part of them, changing with
+    summation order (dense vs sparse input, float32 vs float64).
+    """
+    return (values >= lo - rtol * abs(lo)) & (values <= hi + rtol * abs(hi))
 
 
 @dataclass
@@ -283,14 +297,22 @@ class ScRNAFeaturizer:
             n_query_genes=len(query),
         )
 
-    def check_overlap(self, genes: Names, source: str = "<query>") -> GeneOverlap:
-        """Raise :class:`GeneOverlapError` below ``min_gene_overlap``; warn below 50%."""
+    def check_overlap(self, genes: Names, source: str = "<query>",
+                      cells: Optional[Names] = None) -> GeneOverlap:
+        """Raise :class:`GeneOverlapError` below ``min_gene_overlap``; warn below 50%.
+
+        With the query's ``cells``, a matrix whose cell ids are the model's
+        genes is reported as transposed.
+        """
         report = self.overlap(genes)
         if report.fraction < self.min_gene_overlap or report.n_found == 0:
             model_ensembl = _looks_ensembl(self.genes_)
             query_ensembl = _looks_ensembl(genes)
             hint = ""
-            if model_ensembl != query_ensembl:
+            if cells is not None and self.overlap(cells).n_found > report.n_found:
+                hint = ("; its cell ids match the model's genes: the matrix looks transposed "
+                        "(expected genes as rows, cells as columns)")
+            elif model_ensembl != query_ensembl:
                 kinds = ("Ensembl ids", "gene symbols")
                 hint = (f"; the query has {kinds[0 if query_ensembl else 1]} but the model "
                         f"{kinds[0 if model_ensembl else 1]}")
@@ -313,7 +335,8 @@ class ScRNAFeaturizer:
         self._check_fitted()
         assert self.genes_ is not None and self.input_genes_ is not None
         X, query_genes, source = _as_matrix(data, genes)
-        self.check_overlap(query_genes, source)
+        self.check_overlap(query_genes, source,
+                           cells=data.cells if isinstance(data, CountMatrix) else None)
         position = {g: i for i, g in enumerate(query_genes)}
         input_cols = np.array([position.get(g, -1) for g in self.input_genes_], dtype=np.int64)
         present_cols = input_cols[input_cols >= 0]

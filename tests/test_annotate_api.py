@@ -1,0 +1,233 @@
+"""``annotate()`` from every entry point, ``to_adata``, thresholds, gene identifiers.
+
+A tiny reference is trained once; the same query, converted to every format
+with ``deepchem-actinn convert`` and also passed as AnnData, DataFrame and
+CountMatrix, must get exactly the same labels, probabilities and embedding.
+"""
+
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from conftest import write_labels
+
+import deepchem_actinn as da
+from deepchem_actinn import cli
+from deepchem_actinn.annotate import UNASSIGNED
+from deepchem_actinn.errors import GeneOverlapError
+from deepchem_actinn.io import CountMatrix
+
+anndata = pytest.importorskip("anndata")
+
+N_TYPES, N_GENES = 5, 150
+TYPES = [f"type {chr(65 + t)}" for t in range(N_TYPES)]
+
+
+def sparse_counts(n_cells, seed):
+    """Mostly-zero counts whose types differ in blocks of marker genes."""
+    rng = np.random.default_rng(seed)
+    types = np.arange(n_cells) % N_TYPES
+    lam = np.tile(rng.gamma(0.6, 1.0, size=N_GENES), (n_cells, 1))
+    block = N_GENES // (2 * N_TYPES)
+    for t in range(N_TYPES):
+        lam[types == t, t * block:(t + 1) * block] *= 10.0
+    return rng.poisson(lam).astype(np.int64), types
+
+
+GENES = [f"Gene{i}" for i in range(N_GENES)]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("reference")
+    counts, types = sparse_counts(250, seed=0)
+    cells = [f"train{i}" for i in range(len(counts))]
+    train = CountMatrix(counts, GENES, cells)
+    labels = pd.Series([TYPES[t] for t in types], index=cells)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = da.train_reference(train, labels, epochs=12, batch_size=32,
+                                   learning_rate=3e-3)
+    model_dir = str(folder / "model")
+    model.save(model_dir)
+    query_counts, query_types = sparse_counts(90, seed=1)
+    query_cells = [f"q{i}" for i in range(len(query_counts))]
+    query_path = str(folder / "query.h5")
+    pd.DataFrame(query_counts.T, index=GENES, columns=query_cells).to_hdf(query_path, key="dge")
+    truth = {c: TYPES[t] for c, t in zip(query_cells, query_types)}
+    return {"model": model, "model_dir": model_dir, "query": query_path, "counts": query_counts,
+            "cells": query_cells, "truth": truth, "folder": folder}
+
+
+def same(result, other):
+    assert result.cell_ids.tolist() == other.cell_ids.tolist()
+    assert result.labels.tolist() == other.labels.tolist()
+    np.testing.assert_array_equal(result.probabilities, other.probabilities)
+    np.testing.assert_array_equal(result.probability, other.probability)
+    np.testing.assert_array_equal(result.embedding, other.embedding)
+
+
+def test_result_contents(reference):
+    result = da.annotate(reference["query"], reference["model_dir"])
+    n = len(reference["cells"])
+    assert len(result) == n and result.probabilities.shape == (n, N_TYPES)
+    assert result.embedding.shape == (n, 25)
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert result.classes.tolist() == TYPES
+    accuracy = np.mean([label == reference["truth"][c]
+                        for c, label in zip(result.cell_ids, result.labels)])
+    assert accuracy > 0.8  # the tiny reference works
+    frame = result.to_dataframe(probabilities=True)
+    assert list(frame.columns) == ["cell_type", "probability", *TYPES]
+
+
+def test_every_format_gives_identical_calls(reference, tmp_path):
+    base = da.annotate(reference["query"], reference["model"], threshold=0.7)
+    assert (base.labels == UNASSIGNED).any() and (base.labels != UNASSIGNED).any()
+    targets = {"tenx.h5": ["--to", "10x-h5"], "mtx": [], "q.csv": [], "q.tsv.gz": [],
+               "q.h5ad": [], "back.h5": []}
+    for name, extra in targets.items():
+        target = str(tmp_path / name)
+        assert cli.main(["convert", "--input", reference["query"], "--output", target,
+                         *extra]) == 0
+        same(da.annotate(target, reference["model_dir"], threshold=0.7), base)
+    # Second generation: 10x -> h5ad -> annotate.
+    again = str(tmp_path / "again.h5ad")
+    assert cli.main(["convert", "--input", str(tmp_path / "tenx.h5"), "--output", again]) == 0
+    same(da.annotate(again, reference["model"], threshold=0.7), base)
+
+
+def test_in_memory_inputs(reference):
+    base = da.annotate(reference["query"], reference["model"])
+    counts, cells = reference["counts"], reference["cells"]
+    frame = pd.DataFrame(counts.T, index=GENES, columns=cells)
+    same(da.annotate(frame, reference["model"]), base)
+    same(da.annotate(frame.T, reference["model"], cells_as_rows=True), base)
+    same(da.annotate(CountMatrix(sp.csr_matrix(counts), GENES, cells), reference["model"]), base)
+    adata = anndata.AnnData(X=sp.csr_matrix(counts.astype(np.float32)),
+                            obs=pd.DataFrame(index=cells), var=pd.DataFrame(index=GENES))
+    same(da.annotate(adata, reference["model"]), base)
+    # Counts in a layer, symbols in a var column, Ensembl ids as var_names.
+    ids = [f"ENSG{i:011d}" for i in range(N_GENES)]
+    other = anndata.AnnData(X=np.log1p(counts.astype(np.float32)), obs=pd.DataFrame(index=cells),
+                            var=pd.DataFrame({"symbol": GENES}, index=ids))
+    other.layers["counts"] = counts.astype(np.float32)
+    same(da.annotate(other, reference["model"], layer="counts", gene_column="symbol"), base)
+    with pytest.raises(GeneOverlapError, match="query has Ensembl ids but the model gene "
+                                               "symbols"):
+        da.annotate(other, reference["model"], layer="counts")
+
+
+def test_gene_names_match_case_insensitively(reference):
+    base = da.annotate(reference["query"], reference["model"])
+    frame = pd.DataFrame(reference["counts"].T, index=[g.lower() for g in GENES],
+                         columns=reference["cells"])
+    same(da.annotate(frame, reference["model"]), base)
+
+
+def test_ensembl_query_against_symbol_model_and_reverse(reference, tmp_path):
+    ids = [f"ENSMUSG{i:011d}" for i in range(N_GENES)]
+    frame = pd.DataFrame(reference["counts"].T, index=ids, columns=reference["cells"])
+    with pytest.raises(GeneOverlapError) as info:
+        da.annotate(frame, reference["model"])
+    message = str(info.value)
+    assert "0 of" in message and "model genes found" in message
+    assert "the query has Ensembl ids but the model gene symbols" in message
+    # The reverse: a model trained on Ensembl ids, a query with symbols.
+    counts, types = sparse_counts(150, seed=2)
+    cells = [f"t{i}" for i in range(len(counts))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ensembl_model = da.train_reference(CountMatrix(counts, ids, cells),
+                                           pd.Series([TYPES[t] for t in types], index=cells),
+                                           epochs=1)
+    symbols = pd.DataFrame(reference["counts"].T, index=GENES, columns=reference["cells"])
+    with pytest.raises(GeneOverlapError, match="query has gene symbols but the model Ensembl"):
+        da.annotate(symbols, ensembl_model)
+
+
+def test_threshold_semantics(reference):
+    plain = da.annotate(reference["query"], reference["model"])
+    assert UNASSIGNED not in set(plain.labels)
+    cut = float(np.median(plain.probability))
+    result = da.annotate(reference["query"], reference["model"], threshold=cut)
+    below = result.probability < cut
+    assert below.any() and (~below).any()
+    assert (result.labels[below] == UNASSIGNED).all()
+    assert (result.labels[~below] == plain.labels[~below]).all()  # >= threshold: kept
+    assert (result.predicted == plain.labels).all()               # best guess kept
+    np.testing.assert_array_equal(result.probabilities, plain.probabilities)
+    assert (da.annotate(reference["query"], reference["model"], threshold=0.0).labels
+            == plain.labels).all()
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="threshold must be in"):
+            da.annotate(reference["query"], reference["model"], threshold=bad)
+
+
+def test_to_adata_new_and_existing(reference, tmp_path):
+    result = da.annotate(reference["query"], reference["model"], threshold=0.7)
+    n = len(result)
+    fresh = result.to_adata()
+    assert fresh.obs_names.tolist() == reference["cells"] and fresh.n_vars == 0
+    label = fresh.obs["actinn_label"]
+    assert isinstance(label.dtype, pd.CategoricalDtype)
+    assert label.cat.categories.tolist() == TYPES + [UNASSIGNED]
+    assert label.astype(str).tolist() == result.labels.tolist()
+    np.testing.assert_array_equal(fresh.obs["actinn_probability"], result.probability)
+    assert fresh.obsm["actinn_probabilities"].shape == (n, N_TYPES)
+    assert fresh.obsm["X_actinn"].shape == (n, 25)
+    assert list(fresh.uns["actinn_classes"]) == TYPES
+    fresh.write_h5ad(tmp_path / "calls.h5ad")  # storable as written
+    back = anndata.read_h5ad(tmp_path / "calls.h5ad")
+    assert back.obs["actinn_label"].astype(str).tolist() == result.labels.tolist()
+
+    # An existing AnnData in another cell order: aligned by obs_names, in place.
+    order = np.random.default_rng(0).permutation(n)
+    counts = reference["counts"][order].astype(np.float32)
+    cells = [reference["cells"][i] for i in order]
+    adata = anndata.AnnData(X=counts, obs=pd.DataFrame(index=cells),
+                            var=pd.DataFrame(index=GENES))
+    returned = result.to_adata(adata, prefix="ref")
+    assert returned is adata
+    np.testing.assert_array_equal(adata.obsm["ref_probabilities"], result.probabilities[order])
+    np.testing.assert_array_equal(adata.obsm["X_ref"], result.embedding[order])
+    assert adata.obs["ref_label"].astype(str).tolist() == result.labels[order].tolist()
+    # Annotating that AnnData directly gives the same calls per cell (to the last bits
+    # only: BLAS blocks rows differently once the cells are in another order).
+    direct = da.annotate(adata, reference["model"], threshold=0.7)
+    np.testing.assert_allclose(direct.probabilities, result.probabilities[order], rtol=1e-5,
+                               atol=1e-7)
+
+    with pytest.raises(ValueError, match="do not match"):
+        result.to_adata(adata[:10].copy())
+
+
+def test_cli_predict_any_format_and_evaluate(reference, tmp_path, capsys):
+    query = str(tmp_path / "query.h5ad")
+    assert cli.main(["convert", "--input", reference["query"], "--output", query]) == 0
+    labels = write_labels(tmp_path / "labels.tsv", reference["truth"])
+    output = str(tmp_path / "pred.tsv")
+    assert cli.main(["predict", "--model-dir", reference["model_dir"], "--test-set", query,
+                     "--output", output, "--threshold", "0.7"]) == 0
+    table = pd.read_csv(output, sep="\t", index_col=0)
+    expected = da.annotate(reference["query"], reference["model"], threshold=0.7)
+    assert table["cell_type"].tolist() == expected.labels.tolist()
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--predictions", output, "--labels", labels]) == 0
+    out = capsys.readouterr().out
+    truth = np.array([reference["truth"][c] for c in table.index])
+    called = table["cell_type"].to_numpy()
+    assigned = called != UNASSIGNED
+    lines = dict(line.split("\t") for line in out.splitlines() if line.count("\t") == 1)
+    assert float(lines["coverage"]) == pytest.approx(assigned.mean(), abs=1e-4)
+    assert float(lines["assigned_accuracy"]) == pytest.approx(
+        (called[assigned] == truth[assigned]).mean(), abs=1e-4)
+    assert float(lines["accuracy"]) == pytest.approx((called == truth).mean(), abs=1e-4)
+    # Input options reach the reader; a wrong one is one clear error line.
+    assert cli.main(["predict", "--model-dir", reference["model_dir"], "--test-set", query,
+                     "--output", output, "--layer", "spliced"]) == 2
+    assert "no layer 'spliced'" in capsys.readouterr().err
+    assert os.path.exists(output)

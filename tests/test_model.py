@@ -1,0 +1,222 @@
+"""ACTINNModel: training, schedule, L2, sample weights, DeepChem API, save/load."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import deepchem as dc
+import numpy as np
+import pytest
+import torch
+
+from deepchem_actinn.annotate import featurize
+from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
+from deepchem_actinn.errors import ModelFileError
+from deepchem_actinn.model import ACTINN_DEFAULTS, ActinnClassifier, ACTINNModel
+from deepchem_actinn.preprocessing import ScRNAFeaturizer
+
+FAST = {"learning_rate": 1e-3, "batch_size": 32}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These networks are tiny: one thread is fastest and immune to a busy machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def small(samples):
+    """300 cells of sample_1 (5 types, stratified), featurised on themselves."""
+    raw = ScRNALoader().create_dataset(samples.sample_1_counts, samples.sample_1_labels)
+    index, _, _ = StratifiedSplitter().split(raw, 0.3, 0.0, 0.7, seed=0)
+    raw = raw.select(index)
+    featurizer = ScRNAFeaturizer().fit(raw.to_count_matrix())
+    return featurize(featurizer, raw), featurizer
+
+
+@pytest.fixture(scope="module")
+def trained(small):
+    features, featurizer = small
+    model = ACTINNModel(len(featurizer.genes_), features.n_classes, classes=features.classes,
+                        featurizer=featurizer, epochs=25, seed=0, **FAST)
+    model.fit(features, checkpoint_interval=0)
+    return model
+
+
+def test_defaults_are_actinn():
+    model = ACTINNModel(n_genes=10, n_classes=3)
+    assert model.settings == {**ACTINN_DEFAULTS, "hidden_sizes": (100, 50, 25)}
+    assert model.batch_size == 128 and model.epochs == 50
+    sizes = [(layer.in_features, layer.out_features) for layer in model.model.layers()]
+    assert sizes == [(10, 100), (100, 50), (50, 25), (25, 3)]
+    assert model.current_learning_rate() == pytest.approx(1e-4)
+    custom = ACTINNModel(n_genes=10, n_classes=3, hidden_sizes=(64, 16))
+    assert [layer.out_features for layer in custom.model.layers()] == [64, 16, 3]
+    with pytest.raises(ValueError, match="unknown preset"):
+        ACTINNModel(n_genes=10, n_classes=3, preset="nope")
+
+
+def test_xavier_uniform_init_and_zero_biases():
+    net = ActinnClassifier(400, 5, generator=torch.Generator().manual_seed(0))
+    for layer in net.layers():
+        fan_in, fan_out = layer.in_features, layer.out_features
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        weights = layer.weight.detach().numpy()
+        assert np.abs(weights).max() <= bound
+        assert np.abs(weights).max() > 0.9 * bound
+        assert (layer.bias.detach().numpy() == 0).all()
+
+
+def test_overfits_a_small_real_set(trained, small):
+    features, _ = small
+    accuracy = (trained.predict_labels(features) == features.cell_types()).mean()
+    assert accuracy > 0.95
+
+
+def test_learning_rate_schedule_really_applies(small):
+    features, featurizer = small
+    model = ACTINNModel(len(featurizer.genes_), features.n_classes, batch_size=64,
+                        decay_steps=3)
+    seen = {}
+    model.fit(features, nb_epoch=3, checkpoint_interval=0,
+              callbacks=[lambda m, step: seen.setdefault(step, m.current_learning_rate())])
+    steps = 3 * model.steps_per_epoch(len(features))  # 3 x ceil(300 / 64) = 15
+    assert sorted(seen) == list(range(1, steps + 1))
+    for step, rate in seen.items():
+        assert rate == pytest.approx(1e-4 * 0.95 ** (step // 3), rel=1e-9)
+    assert model.current_learning_rate() == pytest.approx(1e-4 * 0.95 ** 5)
+    assert seen[steps] < seen[1]
+
+
+def test_l2_penalises_weights_not_biases(small):
+    features, featurizer = small
+    model = ACTINNModel(len(featurizer.genes_), features.n_classes, l2=0.005)
+    net = model.model
+    expected = 0.005 * sum(float((layer.weight ** 2).sum()) for layer in net.layers()) / 2
+    assert float(model.regularization_loss()) == pytest.approx(expected, rel=1e-6)
+    with torch.no_grad():
+        for layer in net.layers():
+            layer.bias.fill_(3.0)
+    assert float(model.regularization_loss()) == pytest.approx(expected, rel=1e-6)
+    # The penalty is part of the training loss: with every sample weight 0 it is all of it.
+    silent = CellDataset(features.X[:64], features.y[:64], np.zeros((64, 1)))
+    loss = model.fit(silent, nb_epoch=1, checkpoint_interval=0)
+    assert loss == pytest.approx(expected, rel=1e-5)
+    assert ACTINNModel(5, 2, l2=0).regularization_loss is None
+
+
+def test_sample_weights_are_honoured(small):
+    features, featurizer = small
+    y = features.y.copy()
+    w = np.ones_like(y, dtype=np.float32)
+    w[y == 2] = 0.0
+    relabelled = y.copy()
+    relabelled[y == 2] = 0  # what a zero-weight cell is labelled must not matter
+    runs = []
+    for labels in (y, relabelled):
+        model = ACTINNModel(len(featurizer.genes_), features.n_classes, seed=1, **FAST)
+        model.fit(CellDataset(features.X, labels, w), nb_epoch=2, deterministic=True,
+                  checkpoint_interval=0)
+        runs.append([p.detach().clone() for p in model.model.parameters()])
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+    # And a cell of weight 1 does matter.
+    model = ACTINNModel(len(featurizer.genes_), features.n_classes, seed=1, **FAST)
+    model.fit(CellDataset(features.X, relabelled, np.ones_like(w)), nb_epoch=2,
+              deterministic=True, checkpoint_interval=0)
+    assert not all(torch.equal(a, b.detach())
+                   for a, b in zip(runs[0], model.model.parameters(), strict=True))
+
+
+def test_predict_shapes_and_names(trained, small):
+    features, _ = small
+    n, k = len(features), features.n_classes
+    probs = trained.predict(features)
+    assert probs.shape == (n, 1, k)
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
+    proba = trained.predict_proba(features)
+    assert proba.shape == (n, k)
+    np.testing.assert_allclose(proba, probs[:, 0, :])
+    labels = trained.predict_labels(features)
+    assert set(labels) <= set(features.classes)
+    np.testing.assert_array_equal(labels, features.classes[proba.argmax(axis=1)])
+    embedding = trained.predict_embedding(features)
+    assert embedding.shape == (n, 25) and (embedding >= 0).all()  # ReLU layer
+
+
+def test_evaluate_and_validation_callback_with_many_classes(trained, small):
+    features, featurizer = small
+    assert features.n_classes == 5
+    metric = dc.metrics.Metric(dc.metrics.accuracy_score)
+    scores = trained.evaluate(features, [metric])
+    expected = (trained.predict_labels(features) == features.cell_types()).mean()
+    assert scores["accuracy_score"] == pytest.approx(expected)
+    log = io.StringIO()
+    callback = dc.models.ValidationCallback(features, interval=5, metrics=[metric],
+                                            output_file=log)
+    model = ACTINNModel(len(featurizer.genes_), features.n_classes, **FAST)
+    model.fit(features, nb_epoch=2, callbacks=[callback], checkpoint_interval=0)
+    assert log.getvalue().count("accuracy_score") == 2 * 10 // 5
+    assert 0.0 <= callback.get_best_score() <= 1.0
+
+
+def test_save_and_load_round_trip(trained, small, tmp_path):
+    features, _ = small
+    folder = trained.save(tmp_path / "model")
+    assert sorted(os.listdir(folder)) == ["actinn_model.json", "weights.pt"]
+    loaded = ACTINNModel.load(folder)
+    assert loaded is not trained
+    np.testing.assert_array_equal(loaded.predict_proba(features), trained.predict_proba(features))
+    assert loaded.classes.tolist() == trained.classes.tolist()
+    assert loaded.featurizer.genes_.tolist() == trained.featurizer.genes_.tolist()
+    assert loaded.hyperparameters == trained.hyperparameters
+    assert loaded.current_learning_rate() == pytest.approx(trained.current_learning_rate())
+
+
+def test_load_in_a_new_process(trained, small, tmp_path):
+    features, _ = small
+    folder = trained.save(tmp_path / "model")
+    np.save(tmp_path / "X.npy", features.X)
+    script = textwrap.dedent(f"""
+        import warnings, logging, numpy as np
+        warnings.simplefilter("ignore"); logging.disable(logging.WARNING)
+        import deepchem as dc
+        from deepchem_actinn.model import ACTINNModel
+        model = ACTINNModel.load({str(folder)!r})
+        X = np.load({str(tmp_path / "X.npy")!r})
+        np.save({str(tmp_path / "P.npy")!r}, model.predict_proba(dc.data.NumpyDataset(X)))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "P.npy"), trained.predict_proba(features))
+
+
+def test_load_refuses_what_is_not_a_model(trained, tmp_path):
+    with pytest.raises(ModelFileError, match="model directory not found"):
+        ACTINNModel.load(tmp_path / "missing")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("hello")
+    with pytest.raises(ModelFileError, match="not a deepchem_actinn model directory"):
+        ACTINNModel.load(tmp_path / "data")
+    with pytest.raises(ModelFileError, match="not empty and is not a model"):
+        trained.save(tmp_path / "data")  # never replaces a folder of user files
+    folder = trained.save(tmp_path / "model")
+    meta_path = os.path.join(folder, "actinn_model.json")
+    meta = json.load(open(meta_path))
+    meta["format_version"] = 99
+    json.dump(meta, open(meta_path, "w"))
+    with pytest.raises(ModelFileError, match="format version 99 is not supported") as info:
+        ACTINNModel.load(folder)
+    assert str(info.value).startswith(folder) and "\n" not in str(info.value)
+    folder = trained.save(tmp_path / "model2")
+    with open(os.path.join(folder, "weights.pt"), "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelFileError, match="checksum"):
+        ACTINNModel.load(folder)
