@@ -16,6 +16,7 @@ from typing import Any, Callable, List, Optional, Union
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 
 from deepchem_actinn.data import CellDataset, ScRNALoader
@@ -30,7 +31,7 @@ from deepchem_actinn.io import (
 )
 from deepchem_actinn.model import ACTINNModel
 from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning, ScRNAFeaturizer
-from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse
+from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse, to_torch_csr
 
 UNASSIGNED = "Unassigned"
 PREDICT_BATCH = 8192
@@ -104,6 +105,16 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
     -------
     ACTINNModel
         Trained, with its featurizer and classes; ``model.save(dir)`` keeps it.
+
+    Examples
+    --------
+    >>> from deepchem_actinn.datasets import sample_files
+    >>> files = sample_files()
+    >>> model = train_reference(files.sample_1_counts, files.sample_1_labels, epochs=1)
+    >>> model.classes.tolist()
+    ['B cell', 'Granulocyte', 'Monocyte', 'NK cell', 'T cell']
+    >>> model.n_genes == len(model.featurizer.genes_)
+    True
     """
     matrix = as_count_matrix(counts, key=key)
     dataset = ScRNALoader(sparse=sparse).create_dataset(matrix, labels)
@@ -134,7 +145,18 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
 
 
 def featurize(featurizer: ScRNAFeaturizer, dataset: Any) -> Any:
-    """Apply a fitted featurizer to a raw-count :class:`CellDataset` (or a sparse one)."""
+    """Apply a fitted featurizer to a raw-count :class:`CellDataset` (or a sparse one).
+
+    Examples
+    --------
+    >>> from deepchem_actinn.datasets import sample_files
+    >>> files = sample_files()
+    >>> raw = ScRNALoader().create_dataset(files.sample_1_counts, files.sample_1_labels)
+    >>> featurizer = ScRNAFeaturizer().fit(raw.to_count_matrix())
+    >>> cells = featurize(featurizer, raw)
+    >>> cells.X.shape == (len(raw), len(featurizer.genes_)), cells.ids[0] == raw.ids[0]
+    (True, True)
+    """
     if isinstance(dataset, SparseCellDataset):
         return featurize_sparse(featurizer, dataset)
     X = featurizer.transform(dataset.X, dataset.genes)
@@ -155,6 +177,22 @@ class AnnotationResult:
     probabilities: ``(n_cells, n_classes)``, columns in ``classes`` order.
     embedding: the last hidden layer, ``(n_cells, 25)`` for ACTINN.
     overlap: how the query's genes covered the model's.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> counts = pd.DataFrame(rng.poisson(5, size=(300, 40)),  # genes x cells
+    ...                       index=[f"g{i}" for i in range(300)],
+    ...                       columns=[f"c{j}" for j in range(40)])
+    >>> labels = pd.Series(["T cell", "B cell"] * 20, index=counts.columns)
+    >>> result = annotate(counts, train_reference(counts, labels, epochs=1), threshold=0.9)
+    >>> len(result), result.classes.tolist(), result.embedding.shape
+    (40, ['B cell', 'T cell'], (40, 25))
+    >>> set(result.labels) <= {"B cell", "T cell", "Unassigned"}
+    True
+    >>> result.to_dataframe(probabilities=True).columns.tolist()
+    ['cell_type', 'probability', 'B cell', 'T cell']
     """
 
     cell_ids: np.ndarray
@@ -236,10 +274,13 @@ def predict_outputs(model: ACTINNModel, X: Any) -> tuple:
     probs, embeddings = [], []
     with torch.no_grad():
         for start in range(0, X.shape[0], PREDICT_BATCH):
-            block = X[start:start + PREDICT_BATCH]
-            if hasattr(block, "toarray"):
-                block = block.toarray()
-            tensor = torch.as_tensor(np.asarray(block, dtype=np.float32), device=model.device)
+            # Every input takes the same (sparse) path, in canonical CSR form, so a
+            # query gets bit-identical calls whichever format it was read from (dense
+            # BLAS and the sparse first layer sum in different orders).
+            block = sp.csr_matrix(X[start:start + PREDICT_BATCH], dtype=np.float32)
+            block.sum_duplicates()  # sorted column indices within each cell
+            block.eliminate_zeros()
+            tensor = to_torch_csr(block, model.device)
             p, _, h = module(tensor)
             probs.append(p[:, 0, :].cpu().numpy())
             embeddings.append(h.cpu().numpy())
@@ -276,6 +317,20 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
     AnnotationResult
         ``.to_dataframe()`` for a table, ``.to_adata(adata)`` to store the
         calls in an ``AnnData``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from deepchem_actinn.datasets import sample_files
+    >>> files = sample_files()
+    >>> model = train_reference(files.sample_1_counts, files.sample_1_labels, epochs=1)
+    >>> folder = model.save(os.path.join(tempfile.mkdtemp(), "reference"))
+    >>> result = annotate(files.sample_2_counts, folder, threshold=0.5)  # a saved reference
+    >>> len(result), result.probabilities.shape
+    (1000, (1000, 5))
+    >>> table = result.to_dataframe()  # indexed by cell id
+    >>> table.index.name, table.columns.tolist()
+    ('cell_id', ['cell_type', 'probability'])
     """
     if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")

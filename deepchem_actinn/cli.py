@@ -136,6 +136,19 @@ def _progress_callback(total_steps: int, quiet: bool) -> List[Callable]:
     return [advance]
 
 
+def _epoch_checkpoints(steps_per_epoch: int) -> Callable:
+    """A fit() callback writing a checkpoint at the end of every epoch.
+
+    DeepChem's ``checkpoint_interval`` saves one step before each multiple;
+    on epoch boundaries a resumed run restarts exactly where this one was.
+    """
+    def save(model: Any, step: int) -> None:
+        if step % steps_per_epoch == 0:
+            model.save_checkpoint(max_checkpoints_to_keep=2)
+
+    return save
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     da = _import_quietly()
     from deepchem_actinn.annotate import featurize
@@ -205,8 +218,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         from deepchem_actinn.history import TrainingHistory
         history = TrainingHistory(features, None if valid is None else featurize(featurizer, valid))
         callbacks.append(history)
-    model.fit(features, nb_epoch=epochs, callbacks=callbacks, max_checkpoints_to_keep=2,
-              checkpoint_interval=per_epoch if args.checkpoint_dir else 0)
+    if args.checkpoint_dir is not None:
+        callbacks.append(_epoch_checkpoints(per_epoch))
+    model.fit(features, nb_epoch=epochs, callbacks=callbacks, checkpoint_interval=0)
     train_acc = float((model.predict_proba(features).argmax(1) == features.y.ravel()).mean())
     model.save(args.model_dir)
     print(f"{PROG}: training accuracy {train_acc:.4f}; model saved to {args.model_dir}")
@@ -269,7 +283,16 @@ def read_predictions(path: str) -> Any:
 
 def evaluation_report(predicted_names: Any, true_names: Any,
                       unassigned: str = "Unassigned") -> dict:
-    """Accuracy, macro-F1, coverage and per-class precision/recall/F1 of called types."""
+    """Accuracy, macro-F1, coverage and per-class precision/recall/F1 of called types.
+
+    Examples
+    --------
+    >>> report = evaluation_report(["B", "T", "Unassigned", "T"], ["B", "T", "T", "B"])
+    >>> report["accuracy"], report["coverage"], round(report["assigned_accuracy"], 3)
+    (0.5, 0.75, 0.667)
+    >>> report["per_class"]["support"].tolist()
+    [2, 2]
+    """
     import numpy as np
     import pandas as pd
     from sklearn.metrics import f1_score, precision_recall_fscore_support

@@ -51,7 +51,14 @@ FILES: Dict[str, tuple] = {
 
 
 class TutorialFiles(NamedTuple):
-    """Paths of the tutorial's train/test pair (Tabula Muris FACS, 12 types)."""
+    """Paths of the tutorial's train/test pair (Tabula Muris FACS, 12 types).
+
+    Examples
+    --------
+    >>> files = tutorial_files()
+    >>> files._fields
+    ('train_counts', 'train_labels', 'test_counts', 'test_labels')
+    """
 
     train_counts: str
     train_labels: str
@@ -60,7 +67,16 @@ class TutorialFiles(NamedTuple):
 
 
 class SampleFiles(NamedTuple):
-    """Paths of the two DeepChem test samples (10x droplet and Smart-seq2)."""
+    """Paths of the two DeepChem test samples (10x droplet and Smart-seq2).
+
+    Sample 2 has labels for 246 of its 1,000 cells only (``labels_2_partial.txt``).
+
+    Examples
+    --------
+    >>> counts_1, labels_1, counts_2, labels_2 = sample_files()
+    >>> os.path.basename(counts_1), os.path.basename(labels_1)
+    ('scRNAseq_sample_1.h5', 'celltype_label_sample_1.txt')
+    """
 
     sample_1_counts: str
     sample_1_labels: str
@@ -69,7 +85,13 @@ class SampleFiles(NamedTuple):
 
 
 def default_cache_dir() -> str:
-    """``$DEEPCHEM_ACTINN_CACHE`` or ``~/.cache/deepchem_actinn``."""
+    """``$DEEPCHEM_ACTINN_CACHE`` or ``~/.cache/deepchem_actinn``.
+
+    Examples
+    --------
+    >>> os.path.isabs(default_cache_dir())
+    True
+    """
     return os.environ.get("DEEPCHEM_ACTINN_CACHE",
                           os.path.join(os.path.expanduser("~"), ".cache", "deepchem_actinn"))
 
@@ -85,11 +107,31 @@ def _sha256(path: str) -> str:
 def fetch_file(name: str, cache_dir: Optional[str] = None, timeout: float = 60.0) -> str:
     """Path of one known file: bundled copy, else cached copy, else downloaded.
 
+    A download goes to ``cache_dir`` (default :func:`default_cache_dir`)
+    under a temporary name and is kept only if its SHA-256 matches.
+
+    Parameters
+    ----------
+    name: str
+        A file name in :data:`FILES`.
+    cache_dir: str, optional
+        Where cached copies live and downloads go.
+    timeout: float
+        Seconds to wait for the download server.
+
     Raises
     ------
     OSError
         When the file must be downloaded and cannot be (offline, say), or the
         download does not match its checksum.
+    KeyError
+        For a name not in :data:`FILES`.
+
+    Examples
+    --------
+    >>> path = fetch_file("test_label_sample.txt")
+    >>> _sha256(path) == FILES["test_label_sample.txt"][0]
+    True
     """
     if name not in FILES:
         raise KeyError(f"unknown dataset file {name!r}; known: {', '.join(FILES)}")

@@ -10,6 +10,13 @@ class ActinnError(ValueError):
 
     It subclasses ``ValueError`` so ``except ValueError`` keeps working, and
     the CLI prints ``str(error)`` on one line with no traceback.
+
+    Examples
+    --------
+    >>> str(InputError("line 3 is not 'cell_id<TAB>cell_type'", "labels.csv"))
+    "labels.csv: line 3 is not 'cell_id<TAB>cell_type'"
+    >>> isinstance(InputError("bad"), ValueError)
+    True
     """
 
     def __init__(self, problem: str, path: Optional[object] = None) -> None:

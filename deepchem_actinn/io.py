@@ -140,6 +140,12 @@ def read_pandas_hdf(path: PathLike, key: Optional[str] = None) -> pd.DataFrame:
     """Read the genes x cells DataFrame stored by ``DataFrame.to_hdf``.
 
     The key is ``key`` if given, else ``dge`` (ACTINN's), else the file's only key.
+
+    Examples
+    --------
+    >>> from deepchem_actinn.datasets import sample_files
+    >>> read_pandas_hdf(sample_files().sample_2_counts).shape  # genes x cells
+    (1200, 1000)
     """
     name = _check_readable(path)
     if not _is_hdf5(name):
@@ -176,6 +182,16 @@ def check_counts(X: Matrix, source: str, allow_non_integer: bool = True) -> Matr
     Non-integer values are accepted with a warning, since ACTINN's
     normalisation assumes raw counts but log-normalised data still runs.
     Returns ``X`` as float32 (dense) or a float32 CSR matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_counts(np.array([[1, 0], [2, 3]]), "counts.h5").dtype
+    dtype('float32')
+    >>> check_counts(np.array([[1, -1]]), "counts.h5")
+    Traceback (most recent call last):
+    ...
+    deepchem_actinn.errors.InputError: counts.h5: matrix holds 1 negative values; ...
     """
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise InputError(f"matrix has no {'cells' if X.shape[0] == 0 else 'genes'}", source)
@@ -258,7 +274,15 @@ def _dedupe_cells(matrix: CountMatrix) -> CountMatrix:
 
 
 def finish_matrix(X: Matrix, genes: Sequence, cells: Sequence, source: str) -> CountMatrix:
-    """Validate values, upper-case and de-duplicate names: every reader ends here."""
+    """Validate values, upper-case and de-duplicate names: every reader ends here.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = finish_matrix(np.array([[4, 0, 1]]), ["Cd3e", "CD3E", "Cd19"], ["c1"], "<memory>")
+    >>> m.genes.tolist(), m.X.tolist()  # the repeated gene keeps its first column
+    (['CD3E', 'CD19'], [[4.0, 1.0]])
+    """
     X = check_counts(X, source)
     matrix = CountMatrix(X, list(genes), list(cells), source=source)
     return _dedupe_cells(_dedupe_genes(matrix))
@@ -683,6 +707,14 @@ def from_anndata(adata: Any, layer: Optional[str] = None, gene_column: Optional[
     (e.g. ``"gene_symbols"`` when ``var_names`` are Ensembl ids).
     """
     X, genes, cells = _anndata_elements(adata, layer, gene_column, source)
+    values = X.data if sp.issparse(X) else X
+    if values.size and np.issubdtype(values.dtype, np.number) and values.min() < 0:
+        choices = [*getattr(adata, "layers", {}).keys()] + (
+            ["raw"] if getattr(adata, "raw", None) is not None else [])
+        where = "X" if layer is None else f"layer '{layer}'"
+        raise InputError(f"{where} holds negative values (scaled data?); ACTINN needs raw counts: "
+                         f"choose them with layer= / --layer (available: "
+                         f"{', '.join(choices) or 'none'})", source)
     if layer is None and not _integral_sample(X):
         alternatives = [n for n in getattr(adata, "layers", {}).keys()
                         if _integral_sample(adata.layers[n])]
@@ -867,7 +899,21 @@ def read_labels(path: PathLike) -> pd.Series:
 
 @dataclass
 class LabelJoin:
-    """What :func:`join_labels` matched: the labelled cells and what was left out."""
+    """What :func:`join_labels` matched: the labelled cells and what was left out.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> m = CountMatrix(np.eye(3), ["g1", "g2", "g3"], ["a", "b", "c"])
+    >>> joined = join_labels(m, pd.Series({"a": "B cell", "z": "T cell"}))
+    >>> joined.matrix.cells.tolist(), joined.labels.tolist()
+    (['a'], ['B cell'])
+    >>> for part in joined.summary().split("; "):
+    ...     print(part)
+    1 labelled cells
+    2 cells without a label (e.g. b, c) left out
+    1 labels without a cell (e.g. z) ignored
+    """
 
     matrix: CountMatrix
     labels: np.ndarray
@@ -940,6 +986,15 @@ def join_labels(matrix: CountMatrix, labels: pd.Series, label_source: str = "<la
 
 
 def read_labelled(counts: PathLike, labels: PathLike, key: Optional[str] = None) -> LabelJoin:
-    """Read a count matrix and its label file and join them by cell id."""
+    """Read a count matrix and its label file and join them by cell id.
+
+    Examples
+    --------
+    >>> from deepchem_actinn.datasets import sample_files
+    >>> files = sample_files()
+    >>> joined = read_labelled(files.sample_1_counts, files.sample_1_labels)
+    >>> joined.matrix.shape, joined.n_unlabelled_cells, joined.labels[:3].tolist()
+    ((1000, 1500), 0, ['B cell', 'T cell', 'B cell'])
+    """
     matrix = read_counts(counts, key=key)
     return join_labels(matrix, read_labels(labels), label_source=os.fspath(labels))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -63,9 +62,21 @@ ACTINN_DEFAULTS: Dict[str, Any] = {
     "input_dropout": 0.0,
 }
 
-#: Named settings: ``actinn`` is the paper's network and training.
+#: Training options beyond ACTINN; these values switch them off (ACTINN's behaviour).
+#: ``min_steps``: train at least this many optimizer steps (more epochs on small references).
+#: ``label_smoothing``: cross-entropy against (1 - e) one-hot + e uniform targets.
+#: ``class_weight``: ``None`` or ``"balanced"`` (each type weighs n / (k * n_type)).
+TRAINING_OPTIONS: Dict[str, Any] = {
+    "min_steps": 0,
+    "label_smoothing": 0.0,
+    "class_weight": None,
+}
+
+#: Named settings: ``actinn`` is the paper's network and training; ``robust``
+#: trains it to generalise across datasets (see benchmarks/ACCURACY.md).
 PRESETS: Dict[str, Dict[str, Any]] = {
     "actinn": {},
+    "robust": {"learning_rate": 1e-3, "input_dropout": 0.5},
 }
 
 
@@ -135,6 +146,16 @@ class ActinnClassifier(nn.Module):
         return penalty / 2
 
 
+def _balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """``n / (k * n_c)`` per class (scikit-learn's "balanced"); absent classes get 0."""
+    labels = np.asarray(y).ravel().astype(np.int64)
+    counts = np.bincount(labels[labels >= 0], minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
 def _schedule_value(schedule: Any, step: int) -> float:
     """Learning rate of a DeepChem schedule (or constant) after ``step`` steps."""
     if isinstance(schedule, ExponentialDecay):
@@ -143,6 +164,26 @@ def _schedule_value(schedule: Any, step: int) -> float:
             exponent = math.floor(exponent)
         return float(schedule.initial_rate * schedule.decay_rate ** exponent)
     return float(schedule)
+
+
+class _SmoothedCrossEntropy(dc.models.losses.Loss):
+    """``SparseSoftmaxCrossEntropy`` with label smoothing (targets ``1 - e`` + ``e / K``)."""
+
+    def __init__(self, smoothing: float) -> None:
+        super().__init__()
+        self.smoothing = float(smoothing)
+
+    def _create_pytorch_loss(self) -> Callable:
+        ce_loss = nn.CrossEntropyLoss(reduction="none", label_smoothing=self.smoothing)
+
+        def loss(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            if len(output.shape) == 3:  # (B, tasks, K) -> (B, K, tasks)
+                output = output.permute(0, 2, 1)
+            if len(labels.shape) == len(output.shape):
+                labels = labels.squeeze(-1)
+            return ce_loss(output, labels.long())
+
+        return loss
 
 
 class ACTINNModel(dc.models.TorchModel):
@@ -170,7 +211,9 @@ class ACTINNModel(dc.models.TorchModel):
     input_dropout: float
         Dropout on the input genes (0 in ACTINN).
     preset: str
-        ``"actinn"`` (the paper's settings); explicit arguments override it.
+        ``"actinn"`` (the paper's settings) or ``"robust"`` (Adam at 1e-3 and
+        input dropout 0.5, for references applied across datasets);
+        explicit arguments override it.
     classes: sequence of str, optional
         Cell-type names, index-aligned with the outputs.
     featurizer: ScRNAFeaturizer, optional
@@ -179,6 +222,9 @@ class ACTINNModel(dc.models.TorchModel):
         Seeds weight initialisation and batch shuffling.
     device: str or torch.device, optional
         ``"cpu"``, ``"cuda"``...; default: a GPU when one is present.
+    **kwargs:
+        The :data:`TRAINING_OPTIONS` (``min_steps``, ``label_smoothing``,
+        ``class_weight``); the rest goes to ``dc.models.TorchModel``.
 
     Examples
     --------
@@ -205,8 +251,12 @@ class ACTINNModel(dc.models.TorchModel):
         given = {"hidden_sizes": hidden_sizes, "learning_rate": learning_rate,
                  "decay_rate": decay_rate, "decay_steps": decay_steps, "l2": l2,
                  "batch_size": batch_size, "epochs": epochs, "input_dropout": input_dropout}
-        settings = {**ACTINN_DEFAULTS, **PRESETS[preset],
-                    **{k: v for k, v in given.items() if v is not None}}
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in TRAINING_OPTIONS}
+        settings = {**ACTINN_DEFAULTS, **TRAINING_OPTIONS, **PRESETS[preset],
+                    **{k: v for k, v in given.items() if v is not None}, **options}
+        if settings["class_weight"] not in (None, "balanced"):
+            raise ValueError(f"class_weight must be None or 'balanced', got "
+                             f"{settings['class_weight']!r}")
         settings["hidden_sizes"] = tuple(int(h) for h in settings["hidden_sizes"])
         self.preset = preset
         self.settings = settings
@@ -230,9 +280,11 @@ class ACTINNModel(dc.models.TorchModel):
                                     float(settings["decay_rate"]), int(settings["decay_steps"]),
                                     staircase=True)
         l2_weight = float(settings["l2"])
+        smoothing = float(settings["label_smoothing"])
         super().__init__(
             module,
-            loss=dc.models.losses.SparseSoftmaxCrossEntropy(),
+            loss=_SmoothedCrossEntropy(smoothing) if smoothing > 0
+            else dc.models.losses.SparseSoftmaxCrossEntropy(),
             output_types=["prediction", "loss", "embedding"],
             batch_size=int(settings["batch_size"]),
             # TorchModel ignores learning_rate= when optimizer= is given: the
@@ -243,6 +295,7 @@ class ACTINNModel(dc.models.TorchModel):
             device=torch.device(device) if isinstance(device, str) else device,
             **kwargs)
         self._shuffle_rng = np.random.default_rng(self.seed)
+        self._class_weights: Optional[np.ndarray] = None  # set by fit with class_weight
 
     # -- hyper-parameters --------------------------------------------------------
 
@@ -297,6 +350,8 @@ class ACTINNModel(dc.models.TorchModel):
                     w_b = np.ones((len(y_b), 1), np.float32) if w_b is None else w_b
                     w_b = w_b.reshape(len(y_b), -1) * (y_b >= 0)  # unknown types weigh 0
                     y_b = np.maximum(y_b, 0)
+                    if self._class_weights is not None and mode == "fit":
+                        w_b = w_b * self._class_weights[y_b].astype(np.float32)
                 yield ([X_b], [y_b], [w_b])
 
     def fit(self, dataset: dc.data.Dataset, nb_epoch: Optional[int] = None,  # type: ignore[override]
@@ -314,7 +369,11 @@ class ACTINNModel(dc.models.TorchModel):
             # DeepChem restores after drawing the first batch, i.e. after this
             # epoch's shuffle; restoring first keeps the batches of an unbroken run.
             self.restore()
-        return super().fit(dataset, nb_epoch=self.epochs if nb_epoch is None else nb_epoch,
+        if self.settings.get("class_weight") == "balanced":
+            self._class_weights = _balanced_weights(dataset.y, self.n_classes)
+        if nb_epoch is None:
+            nb_epoch = self.epochs_for(len(dataset))
+        return super().fit(dataset, nb_epoch=nb_epoch,
                            max_checkpoints_to_keep=max_checkpoints_to_keep,
                            checkpoint_interval=checkpoint_interval,
                            deterministic=deterministic, restore=False, variables=variables,
@@ -322,6 +381,15 @@ class ACTINNModel(dc.models.TorchModel):
 
     def steps_per_epoch(self, n_cells: int) -> int:
         return int(math.ceil(n_cells / self.batch_size))
+
+    def epochs_for(self, n_cells: int) -> int:
+        """Epochs :meth:`fit` runs by default: ``epochs``, raised to reach ``min_steps``.
+
+        >>> ACTINNModel(5, 2, epochs=10, min_steps=100).epochs_for(256)  # 2 steps an epoch
+        50
+        """
+        min_steps = int(self.settings.get("min_steps") or 0)
+        return max(self.epochs, -(-min_steps // max(self.steps_per_epoch(n_cells), 1)))
 
     def current_learning_rate(self) -> float:
         """The learning rate the optimizer will use for the next step."""
@@ -423,6 +491,45 @@ class ACTINNModel(dc.models.TorchModel):
                                 use_sample_weights,
                                 n_classes=self.n_classes if n_classes is None else n_classes)
 
+    def fit_temperature(self, dataset: dc.data.Dataset) -> float:
+        """Temperature scaling: choose ``T`` minimising the NLL of held-out labelled cells.
+
+        Probabilities become ``softmax(logits / T)``; the most probable type
+        never changes. Use cells the model was not trained on (a validation
+        split), or ``T`` only learns how well the training cells were fitted.
+        ``T`` is a buffer of the network, so :meth:`save` keeps it.
+
+        Returns
+        -------
+        float
+            The fitted temperature (also set on the model).
+        """
+        labels = np.asarray(dataset.y).ravel().astype(np.int64)
+        known = labels >= 0
+        self.model.eval()
+        chunks = []
+        with torch.no_grad():
+            for (X_b,), _, _ in self.default_generator(dataset, mode="predict"):
+                x = X_b if isinstance(X_b, torch.Tensor) else torch.as_tensor(X_b)
+                chunks.append(self.model(x.to(self.device))[1][:, 0, :].double().cpu())
+        z = torch.cat(chunks)[torch.as_tensor(known)] if chunks else torch.zeros(0)
+        target = torch.as_tensor(labels[known])
+        log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+        optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100,
+                                      line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(z / log_t.exp(), target)
+            loss.backward()
+            return loss
+
+        if len(z):
+            optimizer.step(closure)
+        temperature = float(np.clip(math.exp(float(log_t.detach())), 0.05, 20.0))
+        self.model.temperature.fill_(temperature)
+        return temperature
+
     def predict_proba(self, dataset: dc.data.Dataset) -> np.ndarray:
         """Class probabilities, shape ``(n_cells, n_classes)``."""
         return np.asarray(self.predict(dataset)).reshape(-1, self.n_classes)
@@ -507,17 +614,11 @@ class ACTINNModel(dc.models.TorchModel):
             raise ModelFileError(f"{WEIGHTS_FILE} holds Python objects, not only tensors: "
                                  "refused, since loading it could run code", folder) from exc
         except Exception as exc:
-            raise ModelFileError(f"cannot read {WEIGHTS_FILE}: {type(exc).__name__}", folder) \
-                from exc
+            raise ModelFileError(f"cannot read {WEIGHTS_FILE} (damaged, or not a PyTorch file): "
+                                 f"{type(exc).__name__}: {str(exc)[:120]}", folder) from exc
         try:
             featurizer = ScRNAFeaturizer.from_dict(meta["featurizer"])
             params = dict(meta["hyperparameters"])
-            accepted = inspect.signature(cls.__init__).parameters
-            unknown = sorted(set(params) - set(accepted) - {"self", "kwargs"})
-            if unknown:
-                raise ModelFileError(f"{MODEL_FILE} has unknown hyper-parameters "
-                                     f"({', '.join(unknown)}); written by a newer "
-                                     "deepchem_actinn?", folder)
             model = cls(int(meta["n_genes"]), int(meta["n_classes"]),
                         classes=meta["classes"], featurizer=featurizer, device=device,
                         **params, **kwargs)
@@ -539,7 +640,16 @@ class ACTINNModel(dc.models.TorchModel):
 
 
 def read_model_metadata(directory: str) -> Dict[str, Any]:
-    """Read and check ``actinn_model.json``; raise ModelFileError with the reason."""
+    """Read and check ``actinn_model.json``; raise ModelFileError with the reason.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> read_model_metadata(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    deepchem_actinn.errors.ModelFileError: ...: not a deepchem_actinn model directory ...
+    """
     if not os.path.isdir(directory):
         raise ModelFileError("model directory not found", directory)
     path = os.path.join(directory, MODEL_FILE)
@@ -555,6 +665,9 @@ def read_model_metadata(directory: str) -> Dict[str, Any]:
         raise ModelFileError(f"{MODEL_FILE} is not a deepchem_actinn model description",
                              directory)
     version = meta.get("format_version")
+    if "format_version" not in meta:
+        raise ModelFileError(f"{MODEL_FILE} lacks its format_version (damaged or edited)",
+                             directory)
     if not isinstance(version, int) or version > MODEL_FORMAT_VERSION or version < 1:
         raise ModelFileError(f"model format version {version!r} is not supported by this "
                              f"deepchem_actinn (reads version {MODEL_FORMAT_VERSION}); "

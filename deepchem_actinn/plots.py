@@ -39,7 +39,7 @@ def _sort_key(name: str) -> tuple:
 
 
 def _tick_size(n: int) -> float:
-    return 10.0 if n <= 12 else 8.5 if n <= 25 else 7.0 if n <= 45 else 5.5
+    return 10.0 if n <= 12 else 8.5 if n <= 25 else 7.5 if n <= 45 else 6.5
 
 
 def confusion_figure(truth: Sequence[str], predicted: Sequence[str],

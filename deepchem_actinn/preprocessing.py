@@ -61,7 +61,17 @@ def normalize_log2(X: Matrix, target_sum: float = TARGET_SUM,
 
 
 def gene_statistics(L: Matrix) -> Tuple[np.ndarray, np.ndarray]:
-    """Total expression and coefficient of variation (population std / mean) of each column."""
+    """Total expression and coefficient of variation (population std / mean) of each column.
+
+    A column that is zero in every row has a NaN coefficient of variation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> total, cv = gene_statistics(np.array([[1.0, 0.0, 2.0], [3.0, 0.0, 2.0]]))
+    >>> total.tolist(), cv.round(3).tolist()
+    ([4.0, 0.0, 4.0], [0.5, nan, 0.0])
+    """
     n = L.shape[0]
     if sp.issparse(L):
         # float64 before summing, as for dense input: float32 sums differ from the
@@ -117,7 +127,17 @@ def _within(values: np.ndarray, lo: float, hi: float, rtol: float = 1e-9) -> np.
 
 @dataclass
 class GeneOverlap:
-    """How a query's genes cover a fitted featurizer's genes."""
+    """How a query's genes cover a fitted featurizer's genes.
+
+    Examples
+    --------
+    >>> report = GeneOverlap(n_model_genes=4, n_found=3, n_input_genes=5, n_input_found=4,
+    ...                      n_query_genes=6)
+    >>> report.fraction
+    0.75
+    >>> report.summary()
+    '3 of 4 model genes found in the query (75.0%; 1 set to zero, 2 query genes unused)'
+    """
 
     n_model_genes: int
     n_found: int

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 from conftest import write_labels
 
 import deepchem_actinn as da
@@ -40,8 +41,17 @@ def sparse_counts(n_cells, seed):
 GENES = [f"Gene{i}" for i in range(N_GENES)]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny networks train fastest on one thread (and do not stall on a busy machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, one_thread):
     folder = tmp_path_factory.mktemp("reference")
     counts, types = sparse_counts(250, seed=0)
     cells = [f"train{i}" for i in range(len(counts))]
@@ -57,7 +67,7 @@ def reference(tmp_path_factory):
     query_cells = [f"q{i}" for i in range(len(query_counts))]
     query_path = str(folder / "query.h5")
     pd.DataFrame(query_counts.T, index=GENES, columns=query_cells).to_hdf(query_path, key="dge")
-    truth = {c: TYPES[t] for c, t in zip(query_cells, query_types)}
+    truth = {c: TYPES[t] for c, t in zip(query_cells, query_types, strict=True)}
     return {"model": model, "model_dir": model_dir, "query": query_path, "counts": query_counts,
             "cells": query_cells, "truth": truth, "folder": folder}
 
@@ -78,7 +88,7 @@ def test_result_contents(reference):
     np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert result.classes.tolist() == TYPES
     accuracy = np.mean([label == reference["truth"][c]
-                        for c, label in zip(result.cell_ids, result.labels)])
+                        for c, label in zip(result.cell_ids, result.labels, strict=True)])
     assert accuracy > 0.8  # the tiny reference works
     frame = result.to_dataframe(probabilities=True)
     assert list(frame.columns) == ["cell_type", "probability", *TYPES]

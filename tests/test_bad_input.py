@@ -506,7 +506,7 @@ MODEL_CASES = {
                      r"not a deepchem_actinn model directory"),
     "flipped byte": (_flip_bytes, r"weights.pt does not match the checksum"),
     "truncated weights, checksum updated": (_truncate_weights_and_resign,
-                                            r"cannot read weights.pt"),
+                                            r"cannot read weights.pt \(damaged"),
     "invalid json": (lambda f: open(os.path.join(f, MODEL_FILE), "a").write("}{"),
                      r"not valid JSON"),
     "json not a model": (lambda f: open(os.path.join(f, MODEL_FILE), "w").write("[1, 2]"),
@@ -530,14 +530,14 @@ MODEL_CASES = {
         lambda f: _edit_json(f, lambda m: m["hyperparameters"].__setitem__("hidden_sizes",
                                                                           [10, 5]), resign=True),
         r"does not fit the network"),
-    "unknown hyper-parameter, digest updated": (
-        lambda f: _edit_json(f, lambda m: m["hyperparameters"].__setitem__("model_dir", "/"),
-                             resign=True),
-        r"unknown hyper-parameters \(model_dir\)"),
+    "learning rate not a number, digest updated": (
+        lambda f: _edit_json(f, lambda m: m["hyperparameters"].__setitem__("learning_rate",
+                                                                          "fast"), resign=True),
+        r"inconsistent actinn_model.json: .*'fast'"),
     "format version 99": (lambda f: _edit_json(f, lambda m: m.__setitem__("format_version", 99)),
                           r"format version 99 is not supported.*upgrade"),
     "format version missing": (lambda f: _edit_json(f, lambda m: m.pop("format_version")),
-                               r"format version None is not supported"),
+                               r"lacks its format_version"),
 }
 
 

@@ -23,7 +23,6 @@ from deepchem_actinn.io import (
     CountMatrix,
     CountMatrixWarning,
     detect_format,
-    load_counts,
     read_counts,
 )
 from deepchem_actinn.writers import output_format, write_counts
@@ -106,7 +105,7 @@ def write_mtx(folder, values, gz=True, v2=False, prefix=""):
         scipy.io.mmwrite(handle, sp.coo_matrix(values.T), field="integer")
     features = f"{prefix}genes.tsv{suffix}" if v2 else f"{prefix}features.tsv{suffix}"
     with opener(os.path.join(folder, features), "wt") as handle:
-        for gene_id, name in zip(IDS, SYMBOLS):
+        for gene_id, name in zip(IDS, SYMBOLS, strict=True):
             handle.write(f"{gene_id}\t{name}\n" if v2 else f"{gene_id}\t{name}\tGene Expression\n")
     with opener(os.path.join(folder, f"{prefix}barcodes.tsv{suffix}"), "wt") as handle:
         handle.write("".join(f"{b}\n" for b in BARCODES))
@@ -250,6 +249,19 @@ def test_h5ad_layers_and_gene_column(tmp_path, counts):
         read_counts(path, layer="spliced")
     with pytest.raises(InputError, match="no var column 'gene_symbols'.*symbol"):
         read_counts(path, layer="counts", gene_column="gene_symbols")
+
+
+def test_h5ad_scaled_x_names_the_layers(tmp_path, counts):
+    anndata = pytest.importorskip("anndata")
+    scaled = (counts - counts.mean(axis=0)).astype(np.float32)
+    adata = anndata.AnnData(X=scaled, obs=pd.DataFrame(index=BARCODES),
+                            var=pd.DataFrame(index=SYMBOLS))
+    adata.layers["counts"] = counts.astype(np.float32)
+    path = str(tmp_path / "scaled.h5ad")
+    adata.write_h5ad(path)
+    with pytest.raises(InputError, match=r"X holds negative values .*available: counts\)"):
+        read_counts(path)
+    check(read_counts(path, layer="counts"), counts, sparse=False)
 
 
 def test_h5ad_without_anndata(tmp_path, counts, monkeypatch):

@@ -198,3 +198,47 @@ def test_resume_from_a_deepchem_checkpoint_without_shuffle_state(dataset, tmp_pa
     assert resumed.current_learning_rate() == pytest.approx(expected_rate(42))
     accuracy = float((resumed.predict_proba(dataset).argmax(1) == dataset.y.ravel()).mean())
     assert accuracy > 0.9
+
+
+def test_cli_resume_after_an_interrupted_run(saved, tmp_path, capsys, monkeypatch):
+    """`train --checkpoint-dir C` stopped midway, then `--resume`: the unbroken run's model."""
+    labels = os.path.join(os.path.dirname(saved["counts"]), "labels.tsv")
+    common = ["train", "--train-set", saved["counts"], "--train-labels", labels, "--epochs", "4",
+              "--batch-size", "16", "--learning-rate", "1e-3", "--quiet"]  # 4 steps per epoch
+    assert cli.main(common + ["--model-dir", os.fspath(tmp_path / "unbroken")]) == 0
+
+    def stop_at_step_10(total_steps, quiet):
+        def callback(model, step):
+            if model.get_global_step() >= 10:
+                raise KeyboardInterrupt
+        return [callback]
+
+    checkpoints = os.fspath(tmp_path / "checkpoints")
+    with monkeypatch.context() as patch:
+        patch.setattr(cli, "_progress_callback", stop_at_step_10)
+        code = cli.main(common + ["--model-dir", os.fspath(tmp_path / "broken"),
+                                  "--checkpoint-dir", checkpoints])
+    assert code == 130 and not (tmp_path / "broken").exists()
+    assert sorted(os.listdir(checkpoints)) == ["checkpoint1.pt", "checkpoint2.pt"]
+    capsys.readouterr()
+    assert cli.main(common + ["--model-dir", os.fspath(tmp_path / "resumed"),
+                              "--checkpoint-dir", checkpoints, "--resume"]) == 0
+    assert "resumed from step 8 (epoch 2); 2 epochs left" in capsys.readouterr().err
+    unbroken = ACTINNModel.load(tmp_path / "unbroken")
+    resumed = ACTINNModel.load(tmp_path / "resumed")
+    assert resumed.get_global_step() == unbroken.get_global_step() == 16
+    for name, tensor in unbroken.model.state_dict().items():
+        assert torch.allclose(tensor, resumed.model.state_dict()[name], atol=1e-6), name
+
+
+def test_cli_resume_needs_checkpoints(saved, tmp_path, capsys):
+    labels = os.path.join(os.path.dirname(saved["counts"]), "labels.tsv")
+    common = ["train", "--train-set", saved["counts"], "--train-labels", labels, "--quiet",
+              "--model-dir", os.fspath(tmp_path / "m"), "--resume"]
+    for extra, message in (([], "--resume needs --checkpoint-dir"),
+                           (["--checkpoint-dir", os.fspath(tmp_path)], "no checkpoint found")):
+        capsys.readouterr()
+        assert cli.main(common + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,211 @@
+"""Time and memory of the streaming, sparse and dense paths on synthetic 10x files.
+
+Each path runs in a fresh subprocess that reports its own peak RSS
+(``ru_maxrss``), so one path's memory never hides another's:
+
+* ``streaming``: two passes over the file (gene statistics, then featurised
+  shards on disk), one epoch from the shards, then annotation of the whole
+  file chunk by chunk (read + featurise + predict).
+* ``sparse``: the whole file in memory as CSR, ``SparseCellDataset``, one
+  epoch, prediction of the featurised cells.
+* ``dense``: the tutorial's in-memory path (dense raw counts, dense
+  preprocessing, ``CellDataset``/``NumpyDataset``, dense batches). Where its
+  preprocessing would not fit in memory, ``dense-train`` preprocesses
+  sparsely and trains/predicts on the densified features; where even those
+  would not fit, dense is skipped (the table says so).
+
+    python benchmarks/generate_synthetic.py --cells 100000 --out /tmp/scale/synth_100k.h5
+    python benchmarks/scale.py --files /tmp/scale/synth_10k.h5 /tmp/scale/synth_100k.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List
+
+MEMORY_BUDGET = 18e9  # bytes a path may plan to use on this 24 GB machine
+
+
+def _quiet() -> None:
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    warnings.simplefilter("ignore")
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        logging.disable(logging.WARNING)
+        import deepchem  # noqa: F401
+        logging.disable(logging.NOTSET)
+    logging.getLogger("deepchem").setLevel(logging.ERROR)
+
+
+def _peak_rss() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0  # KiB on Linux
+
+
+def worker(path: str, mode: str, work_dir: str, device: str, threads: int) -> Dict[str, Any]:
+    _quiet()
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    from deepchem_actinn.model import ACTINNModel
+
+    labels = path + ".labels.tsv"
+    out: Dict[str, Any] = {"mode": mode}
+    if mode == "streaming":
+        from deepchem_actinn.streaming import (
+            fit_featurizer_streaming,
+            fit_on_shards,
+            predict_streaming,
+            write_shards,
+        )
+
+        t = time.perf_counter()
+        featurizer, stats = fit_featurizer_streaming(path, labels)
+        out["pass1_s"] = time.perf_counter() - t
+        shards = write_shards(path, featurizer, work_dir, labels, classes=list(stats.classes))
+        out["preprocess_s"] = time.perf_counter() - t
+        n = len(shards)
+        model = ACTINNModel(len(featurizer.genes_), shards.n_classes, classes=shards.classes,
+                            featurizer=featurizer, device=device)
+        t = time.perf_counter()
+        fit_on_shards(model, shards, nb_epoch=1)
+        out["train_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ids, probs = predict_streaming(model, path)
+        out["predict_s"] = time.perf_counter() - t
+        import pandas as pd
+
+        truth = pd.read_csv(labels, sep="\t", header=None, index_col=0).iloc[:, 0]
+        out["accuracy_1_epoch"] = float(
+            (model.classes[probs.argmax(axis=1)] == truth.loc[ids].to_numpy()).mean())
+        out["predict_note"] = "whole file: read + featurise + predict"
+    else:
+        from deepchem_actinn.annotate import featurize, predict_outputs
+        from deepchem_actinn.data import CellDataset, ScRNALoader
+        from deepchem_actinn.preprocessing import ScRNAFeaturizer
+        from deepchem_actinn.sparse import featurize_sparse
+
+        t = time.perf_counter()
+        sparse = mode in ("sparse", "dense-train")
+        raw = ScRNALoader(sparse=sparse).create_dataset(path, labels)
+        featurizer = ScRNAFeaturizer().fit(raw.to_count_matrix())
+        features: Any = featurize_sparse(featurizer, raw) if sparse else featurize(featurizer,
+                                                                                    raw)
+        del raw
+        out["preprocess_s"] = time.perf_counter() - t
+        if mode == "dense-train":
+            out["preprocess_note"] = "sparse preprocessing (dense would not fit), then densified"
+            features = CellDataset(features.X.toarray(), features.y, ids=features.ids,
+                                   genes=features.genes, classes=features.classes)
+        n = len(features)
+        model = ACTINNModel(len(featurizer.genes_), features.n_classes,
+                            classes=features.classes, featurizer=featurizer, device=device)
+        t = time.perf_counter()
+        model.fit(features, nb_epoch=1)
+        out["train_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        probs, _ = predict_outputs(model, features.X)
+        out["predict_s"] = time.perf_counter() - t
+        out["accuracy_1_epoch"] = float((probs.argmax(axis=1) == features.y.ravel()).mean())
+        out["predict_note"] = "featurised cells in memory"
+    out.update(cells=n, genes=len(model.genes), train_cells_per_s=n / out["train_s"],
+               predict_cells_per_s=n / out["predict_s"], peak_rss_gb=_peak_rss() / 1e9)
+    return out
+
+
+def run_path(path: str, mode: str, work_root: str, device: str, threads: int
+             ) -> Dict[str, Any]:
+    work = os.path.join(work_root, f"{os.path.basename(path)}.{mode}")
+    shutil.rmtree(work, ignore_errors=True)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--worker", mode, "--files", path,
+                           "--work-dir", work, "--device", device, "--threads", str(threads)],
+                          capture_output=True, text=True)
+    shutil.rmtree(work, ignore_errors=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return {"mode": mode, "error": " | ".join(tail)[-400:],
+                "wall_s": time.perf_counter() - started}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+def plan(n_cells: int, n_genes: int, modes: List[str]) -> List[str]:
+    chosen = []
+    for mode in modes:
+        if mode == "dense":
+            # Dense raw float32 + float64 normalisation copies: ~32 bytes per entry.
+            if 32.0 * n_cells * n_genes <= MEMORY_BUDGET:
+                chosen.append("dense")
+            elif 8.0 * n_cells * n_genes <= MEMORY_BUDGET:
+                chosen.append("dense-train")
+            else:
+                chosen.append("dense-skipped")
+        elif mode == "sparse" and n_cells > 300_000:
+            chosen.append("sparse-skipped")  # same memory story as streaming, minus the disk
+        else:
+            chosen.append(mode)
+    return chosen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files", nargs="+", required=True,
+                        help="10x HDF5 files from generate_synthetic.py (labels beside them)")
+    parser.add_argument("--modes", nargs="+", default=["streaming", "sparse", "dense"])
+    parser.add_argument("--work-dir", default="/tmp/scale/work")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per worker (0: torch's default, one per core)")
+    parser.add_argument("--json", help="append results to this JSON-lines file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.files[0], args.worker, args.work_dir, args.device,
+                                args.threads)))
+        return
+    import h5py
+
+    rows = []
+    for path in args.files:
+        with h5py.File(path, "r") as handle:
+            n_genes, n_cells = (int(v) for v in handle["matrix/shape"][()])
+            nnz = int(handle["matrix/indptr"][-1])
+        print(f"\n== {os.path.basename(path)}: {n_cells:,} cells x {n_genes:,} genes, "
+              f"{100 * nnz / (n_cells * n_genes):.1f}% non-zero, load {os.getloadavg()[0]:.1f}",
+              flush=True)
+        for mode in plan(n_cells, n_genes, args.modes):
+            if mode.endswith("-skipped"):
+                result: Dict[str, Any] = {"mode": mode, "note": "would not fit in memory"}
+            else:
+                result = run_path(path, mode, args.work_dir, args.device, args.threads)
+            result.update(file=os.path.basename(path), n_cells=n_cells, n_genes=n_genes,
+                          threads=args.threads, load=os.getloadavg()[0])
+            rows.append(result)
+            if "error" in result or "note" in result:
+                print(f"{mode:>14}: {result.get('error') or result.get('note')}", flush=True)
+                continue
+            print(f"{mode:>14}: preprocess {result['preprocess_s']:8.1f} s | train "
+                  f"{result['train_cells_per_s']:8,.0f} cells/s/epoch | predict "
+                  f"{result['predict_cells_per_s']:8,.0f} cells/s | peak RSS "
+                  f"{result['peak_rss_gb']:5.2f} GB | acc@1 epoch "
+                  f"{result['accuracy_1_epoch']:.3f}", flush=True)
+            if args.json:
+                with open(args.json, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

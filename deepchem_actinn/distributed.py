@@ -1,0 +1,234 @@
+"""Data-parallel ACTINN training with PyTorch DistributedDataParallel and ``torchrun``.
+
+One process per rank (``torchrun`` sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK`` and the rendezvous address)::
+
+    torchrun --standalone --nproc_per_node 2 -m deepchem_actinn.distributed \\
+        --train-set atlas.h5 --train-labels labels.tsv --model-dir model
+
+Several machines (run the same line on each, ``--node_rank`` 0..N-1)::
+
+    torchrun --nnodes 2 --nproc_per_node 4 --node_rank 0 \\
+        --rdzv_backend c10d --rdzv_endpoint head-node:29500 \\
+        -m deepchem_actinn.distributed --train-set ... --train-labels ... --model-dir ...
+
+What each rank does:
+
+1. Reads only its own cells: cells ``i`` with ``i % world_size == rank``
+   (10x HDF5 and ``.h5ad`` are read chunk by chunk, keeping the rank's rows;
+   other formats are read whole and then strided).
+2. Computes per-gene sums and sums of squares of its log-normalised cells;
+   these are **all-reduced** (summed over ranks), so every rank fits the same
+   gene filters, identical to fitting on all cells in one process. The class
+   list is the union over ranks.
+3. Trains :class:`~deepchem_actinn.model.ActinnClassifier` wrapped in
+   ``DistributedDataParallel`` through the usual
+   :class:`~deepchem_actinn.model.ACTINNModel` loop: same loss, L2 on weights,
+   Adam 1e-4 with the staircase decay. Each rank's batch is
+   ``batch_size // world_size`` (default 128 // 2 = 64), so a step averages
+   gradients over ``batch_size`` cells as single-process training does and an
+   epoch has the same number of steps (the decay follows the same schedule).
+   Ranks keep the same number of cells (at most ``world_size - 1`` cells are
+   left out of training) so they take the same number of steps.
+4. Rank 0 writes a normal model directory (``ACTINNModel.load`` reads it).
+
+Backend: NCCL when training on GPUs, gloo on CPU (``--backend`` overrides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import sys
+import warnings
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+import torch.distributed as dist
+
+logger = logging.getLogger(__name__)
+
+
+def _rank_rows(n: int, start: int, rank: int, world: int) -> np.ndarray:
+    """Local row indices of the cells ``start .. start + n`` owned by ``rank``."""
+    first = (rank - start) % world
+    return np.arange(first, n, world)
+
+
+def read_rank_cells(path: str, rank: int, world: int, chunk_cells: int = 16_384
+                    ) -> Tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """This rank's cells of a count file: ``(counts CSR, cell ids, genes)``."""
+    from deepchem_actinn.io import detect_format, read_counts
+    from deepchem_actinn.streaming import ChunkedCounts
+
+    if detect_format(path) in ("10x-h5", "h5ad"):
+        source = ChunkedCounts(path)
+        parts, ids = [], []
+        for start, X, chunk_ids in source.chunks(chunk_cells):
+            rows = _rank_rows(X.shape[0], start, rank, world)
+            parts.append(X[rows])
+            ids.append(chunk_ids[rows])
+        return (sp.vstack(parts, format="csr"), np.concatenate(ids), source.genes)
+    matrix = read_counts(path)
+    rows = _rank_rows(matrix.shape[0], 0, rank, world)
+    return sp.csr_matrix(matrix.X[rows], dtype=np.float32), matrix.cells[rows], matrix.genes
+
+
+def _all_reduce(array: np.ndarray, op: Any = None) -> np.ndarray:
+    tensor = torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor, op=op or dist.ReduceOp.SUM)
+    return tensor.cpu().numpy()
+
+
+def fit_featurizer_distributed(X: sp.csr_matrix, genes: np.ndarray) -> Any:
+    """ACTINN's gene filters from sums all-reduced over ranks (same on every rank)."""
+    from deepchem_actinn.errors import InputError
+    from deepchem_actinn.preprocessing import ScRNAFeaturizer, normalize_log2, select_genes
+
+    featurizer = ScRNAFeaturizer()
+    library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    rows = np.flatnonzero(library > 0)
+    L = sp.csr_matrix(normalize_log2(X[rows], featurizer.target_sum, library[rows]),
+                      dtype=np.float64)
+    sums = np.concatenate([np.asarray(L.sum(axis=0)).ravel(),
+                           np.asarray(L.multiply(L).sum(axis=0)).ravel(), [len(rows)]])
+    sums = _all_reduce(sums)
+    n_genes = len(genes)
+    total, squares, n = sums[:n_genes], sums[n_genes:2 * n_genes], sums[-1]
+    if n == 0:
+        raise InputError("every training cell has zero counts")
+    mean = total / n
+    variance = np.maximum(squares / n - mean ** 2, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cv = np.where(mean > 0, np.sqrt(variance) / np.where(mean > 0, mean, 1.0), np.nan)
+    kept = select_genes(total, cv, featurizer.low_percentile, featurizer.high_percentile)
+    if len(kept) < 2:
+        raise InputError(f"only {len(kept)} genes pass ACTINN's filters")
+    featurizer.input_genes_ = np.asarray(genes, dtype=object)
+    featurizer.genes_ = featurizer.input_genes_[kept]
+    return featurizer
+
+
+def _pick_device(requested: Optional[str]) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
+                      epochs: Optional[int] = None, batch_size: int = 128, seed: int = 0,
+                      device: Optional[str] = None, chunk_cells: int = 16_384,
+                      **model_kwargs: Any) -> Optional[str]:
+    """Run on every rank of an initialised process group; rank 0 returns the saved path."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from deepchem_actinn.data import encode_labels
+    from deepchem_actinn.io import read_labels
+    from deepchem_actinn.model import ACTINNModel
+    from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch_device = _pick_device(device)
+    if torch_device.type == "cuda":
+        torch.cuda.set_device(torch_device)
+    X, ids, genes = read_rank_cells(train_set, rank, world, chunk_cells)
+    labels = read_labels(train_labels)
+    labels.index = pd.Index([str(i) for i in labels.index])
+    labels = labels[~labels.index.duplicated(keep="first")].astype(str)
+    names = labels.reindex(ids)
+    keep = names.notna().to_numpy() & (np.asarray(X.sum(axis=1)).ravel() > 0)
+    X, ids, names = X[np.flatnonzero(keep)], ids[keep], names[keep]
+    gathered: List[Any] = [None] * world
+    dist.all_gather_object(gathered, sorted(set(names.tolist())))
+    classes = sorted(set().union(*gathered))
+    featurizer = fit_featurizer_distributed(X, genes)
+    # Equal cell counts, so every rank takes the same number of steps.
+    n_local = int(_all_reduce(np.array([X.shape[0]]), dist.ReduceOp.MIN)[0])
+    y, _ = encode_labels(names.tolist()[:n_local], classes)
+    raw = SparseCellDataset(X[:n_local], y, ids=ids[:n_local], genes=genes, classes=classes)
+    local = featurize_sparse(featurizer, raw)
+    local_batch = max(1, batch_size // world)
+    settings = dict(model_kwargs, batch_size=local_batch)
+    if epochs is not None:
+        settings["epochs"] = epochs
+    model = ACTINNModel(len(featurizer.genes_), len(classes), classes=classes,
+                        featurizer=featurizer, seed=seed, device=torch_device, **settings)
+    # Different batches on each rank, same initial weights (DDP broadcasts rank 0's).
+    model._shuffle_rng = np.random.default_rng([seed, rank])
+    module = model.model
+    model.model = DistributedDataParallel(
+        module, device_ids=[torch_device.index] if torch_device.type == "cuda" else None)
+    model.fit(local, checkpoint_interval=0)
+    saved = None
+    if rank == 0:
+        settings["batch_size"] = batch_size
+        final = ACTINNModel(len(featurizer.genes_), len(classes), classes=classes,
+                            featurizer=featurizer, seed=seed, device="cpu", **settings)
+        final.model.load_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
+        final._ensure_built()
+        final._global_step = model._global_step
+        final._sync_schedule()
+        saved = final.save(model_dir)
+        logger.info("rank 0 wrote %s (%d steps, %d ranks)", saved, model._global_step, world)
+    dist.barrier()
+    return saved
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point for ``torchrun ... -m deepchem_actinn.distributed``."""
+    parser = argparse.ArgumentParser(prog="torchrun ... -m deepchem_actinn.distributed",
+                                     description="Train ACTINN with DistributedDataParallel")
+    parser.add_argument("--train-set", required=True)
+    parser.add_argument("--train-labels", required=True)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, default=128,
+                        help="global batch; each rank takes batch-size // world-size")
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", help="default: cuda:LOCAL_RANK if a GPU is present, else cpu")
+    parser.add_argument("--backend", choices=["gloo", "nccl"],
+                        help="default: nccl on GPU, gloo on CPU")
+    parser.add_argument("--chunk-cells", type=int, default=16_384)
+    args = parser.parse_args(argv)
+    from deepchem_actinn.cli import _import_quietly
+
+    _import_quietly()  # DeepChem's import-time messages, once per rank
+    warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+    if "RANK" not in os.environ:  # plain `python -m`: a world of one
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("MASTER_PORT",
+                                                                              "29533"))
+    device = _pick_device(args.device)
+    backend = args.backend or ("nccl" if device.type == "cuda" else "gloo")
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    from deepchem_actinn.errors import ActinnError
+
+    extra = {} if args.learning_rate is None else {"learning_rate": args.learning_rate}
+    try:
+        saved = train_distributed(args.train_set, args.train_labels, args.model_dir,
+                                  epochs=args.epochs, batch_size=args.batch_size,
+                                  seed=args.seed, device=str(device),
+                                  chunk_cells=args.chunk_cells, **extra)
+        if saved:
+            print(saved)
+        return 0
+    except ActinnError as exc:
+        print(f"deepchem_actinn.distributed: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

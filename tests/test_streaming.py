@@ -1,0 +1,170 @@
+"""Out-of-core path: streamed statistics and shards equal the in-memory featurizer."""
+
+import os
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from deepchem_actinn.annotate import featurize
+from deepchem_actinn.data import ScRNALoader
+from deepchem_actinn.errors import InputError
+from deepchem_actinn.io import read_counts, read_labels
+from deepchem_actinn.model import ACTINNModel
+from deepchem_actinn.preprocessing import ScRNAFeaturizer
+from deepchem_actinn.streaming import (
+    ChunkedCounts,
+    ShardedCellDataset,
+    fit_featurizer_streaming,
+    fit_on_shards,
+    main,
+    predict_streaming,
+    train_streaming,
+    write_shards,
+)
+
+
+def write_10x_v3(path, X, genes, cells, types=None):
+    """Cell Ranger v3 layout: genes x cells CSC == cells x genes CSR arrays."""
+    X = sp.csr_matrix(X)
+    with h5py.File(path, "w") as handle:
+        group = handle.create_group("matrix")
+        group["data"] = X.data.astype(np.int32)
+        group["indices"] = X.indices.astype(np.int64)
+        group["indptr"] = X.indptr.astype(np.int64)
+        group["shape"] = np.array([X.shape[1], X.shape[0]], np.int32)
+        group["barcodes"] = np.array([c.encode() for c in cells])
+        features = group.create_group("features")
+        features["name"] = np.array([g.encode() for g in genes])
+        features["id"] = np.array([f"ENSG{i:05d}".encode() for i in range(len(genes))])
+        features["feature_type"] = np.array(
+            [t.encode() for t in (types or ["Gene Expression"] * len(genes))])
+    return os.fspath(path)
+
+
+@pytest.fixture(scope="module")
+def files(samples, tmp_path_factory):
+    """sample_1 as a 10x v3 file (shuffled cells, a duplicate gene, an antibody) and .h5ad."""
+    folder = tmp_path_factory.mktemp("stream")
+    matrix = read_counts(samples.sample_1_counts)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(matrix.shape[0])
+    X = sp.csr_matrix(matrix.X[order])
+    cells = matrix.cells[order].tolist()
+    genes = matrix.genes.tolist()
+    # Extra features read_counts drops: an antibody capture and a duplicated gene name.
+    extra = sp.csr_matrix(rng.poisson(1.0, size=(X.shape[0], 2)).astype(np.float32))
+    X_file = sp.hstack([X, extra], format="csr")
+    names = genes + ["CD3_TOTALSEQ", genes[0].lower()]
+    types = ["Gene Expression"] * len(genes) + ["Antibody Capture", "Gene Expression"]
+    tenx = write_10x_v3(folder / "cells.h5", X_file, names, cells, types)
+    labels = read_labels(samples.sample_1_labels)
+    # Leave 20 cells unlabelled: they must be ignored for training.
+    labels_path = folder / "labels.tsv"
+    labels.drop(labels.index[:20]).to_csv(labels_path, sep="\t", header=False)
+    import anndata
+
+    h5ad = os.fspath(folder / "cells.h5ad")
+    anndata.AnnData(X=X.astype(np.float32), obs=pd.DataFrame(index=cells),
+                    var=pd.DataFrame(index=genes)).write_h5ad(h5ad)
+    return {"10x": tenx, "h5ad": h5ad, "labels": os.fspath(labels_path), "folder": folder}
+
+
+def in_memory(path, labels):
+    dataset = ScRNALoader().create_dataset(path, labels)
+    featurizer = ScRNAFeaturizer().fit(dataset.to_count_matrix())
+    return dataset, featurizer, featurize(featurizer, dataset)
+
+
+def test_chunked_reader_matches_read_counts(files):
+    source = ChunkedCounts(files["10x"])
+    matrix = read_counts(files["10x"])
+    assert source.genes.tolist() == matrix.genes.tolist()
+    pieces = list(source.chunks(chunk_cells=128))
+    assert [p[0] for p in pieces] == list(range(0, 1000, 128))
+    assert np.array_equal(sp.vstack([p[1] for p in pieces]).toarray(), matrix.X.toarray())
+    assert np.concatenate([p[2] for p in pieces]).tolist() == matrix.cells.tolist()
+
+
+@pytest.mark.parametrize("kind", ["10x", "h5ad"])
+def test_streamed_featurizer_and_shards_equal_in_memory(files, kind, tmp_path):
+    dataset, featurizer, features = in_memory(files[kind], files["labels"])
+    streamed, stats = fit_featurizer_streaming(files[kind], files["labels"], chunk_cells=97)
+    assert stats.n_unlabelled == 20 and stats.n_used == len(dataset)
+    assert stats.classes.tolist() == dataset.classes.tolist()
+    assert streamed.input_genes_.tolist() == featurizer.input_genes_.tolist()
+    assert streamed.genes_.tolist() == featurizer.genes_.tolist()
+    assert ScRNAFeaturizer.from_dict(streamed.to_dict()).genes_.tolist() == \
+        featurizer.genes_.tolist()
+    shards = write_shards(files[kind], streamed, tmp_path / "shards", files["labels"],
+                          shard_cells=200, chunk_cells=97, seed=1)
+    assert len(shards) == len(dataset) and len(shards.shard_rows) == 5
+    # Every shard draws from the whole file, not from one stretch of it.
+    first_shard_ids = set(shards.read_shard(0)[2])
+    positions = [i for i, c in enumerate(dataset.ids) if c in first_shard_ids]
+    assert min(positions) < 100 and max(positions) > 800
+    # Same rows as the in-memory features, whatever the shard order.
+    everything = shards.select(np.arange(len(shards)))
+    row = {c: i for i, c in enumerate(features.ids)}
+    index = np.array([row[c] for c in everything.ids])
+    assert np.allclose(everything.X.toarray(), features.X[index], atol=1e-6)
+    assert np.array_equal(everything.y.ravel(), features.y.ravel()[index])
+
+
+def test_shard_batches_cover_each_cell_once_per_epoch_in_new_orders(files, tmp_path):
+    featurizer, _ = fit_featurizer_streaming(files["10x"], files["labels"])
+    shards = write_shards(files["10x"], featurizer, tmp_path / "s", files["labels"],
+                          shard_cells=150, seed=0)
+    shards.buffer_shards = 2
+    epochs = [list(shards.iterbatches(batch_size=64)) for _ in range(2)]
+    for batches in epochs:
+        sizes = [len(b[0]) for b in batches]
+        assert all(s == 64 for s in sizes[:-1]) and sum(sizes) == len(shards)
+        ids = np.concatenate([b[3] for b in batches])
+        assert sorted(ids) == sorted(shards.ids)
+    first = [np.concatenate([b[3] for b in e]).tolist() for e in epochs]
+    assert first[0] != first[1]
+    ordered = np.concatenate([b[3] for b in shards.iterbatches(64, deterministic=True)])
+    assert ordered.tolist() == shards.ids.tolist()
+
+
+def test_training_from_shards_and_streaming_prediction(files, tmp_path):
+    model = train_streaming(files["10x"], files["labels"], tmp_path / "work", epochs=6,
+                            learning_rate=1e-3, seed=0, device="cpu", shard_cells=256,
+                            buffer_shards=2)
+    loaded = ACTINNModel.load(model.save(tmp_path / "model"))
+    ids, probs = predict_streaming(loaded, files["h5ad"], chunk_cells=300)
+    truth = read_labels(files["labels"])
+    known = pd.Index(ids).isin(truth.index)
+    calls = loaded.classes[probs.argmax(axis=1)][known]
+    assert len(ids) == 1000 and probs.shape == (1000, 5)
+    assert (calls == truth.loc[ids[known]].to_numpy()).mean() > 0.9
+    # model.fit on the sharded dataset itself (dense batches through DeepChem) also trains.
+    shards = ShardedCellDataset(tmp_path / "work")
+    other = ACTINNModel(len(shards.genes), shards.n_classes, classes=shards.classes,
+                        featurizer=shards.featurizer, learning_rate=1e-3, device="cpu")
+    before = other.predict_proba(shards.select(np.arange(100)))
+    other.fit(shards, nb_epoch=1)
+    assert not np.allclose(before, other.predict_proba(shards.select(np.arange(100))))
+    assert fit_on_shards(other, shards, nb_epoch=1) > 0
+
+
+def test_command_line_and_errors(files, tmp_path, capsys):
+    assert main(["train", "--train-set", files["10x"], "--train-labels", files["labels"],
+                 "--model-dir", os.fspath(tmp_path / "m"), "--work-dir",
+                 os.fspath(tmp_path / "w"), "--epochs", "1", "--device", "cpu"]) == 0
+    output = tmp_path / "pred.tsv"
+    assert main(["predict", "--model-dir", os.fspath(tmp_path / "m"), "--test-set",
+                 files["10x"], "--output", os.fspath(output)]) == 0
+    table = pd.read_csv(output, sep="\t", index_col=0)
+    assert len(table) == 1000 and list(table.columns) == ["cell_type", "probability"]
+    pandas_file = tmp_path / "x.h5"
+    pd.DataFrame([[1, 2]], index=["G"], columns=["a", "b"]).to_hdf(pandas_file, key="dge")
+    with pytest.raises(InputError, match="streaming reads 10x HDF5 or .h5ad"):
+        ChunkedCounts(pandas_file)
+    assert main(["predict", "--model-dir", os.fspath(tmp_path / "m"), "--test-set",
+                 os.fspath(pandas_file), "--output", os.fspath(tmp_path / "o.tsv")]) == 2
+    assert "x.h5: streaming reads" in capsys.readouterr().err
+    assert not (tmp_path / "o.tsv").exists()
