@@ -179,7 +179,6 @@ def run_network(task: Task, seed: int, preset: str, overrides: Dict) -> Tuple[np
     import torch
 
     import deepchem_actinn as da
-
     from deepchem_actinn.annotate import featurize
 
     overrides = dict(overrides)

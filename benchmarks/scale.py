@@ -160,6 +160,40 @@ def plan(n_cells: int, n_genes: int, modes: List[str]) -> List[str]:
     return chosen
 
 
+def plot(results: List[str], out: str) -> None:
+    """Bar charts (train cells/s, prediction cells/s, peak RSS) from ``--json`` files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for name in results for line in open(name, encoding="utf-8")
+            if line.strip()]
+    rows = [r for r in rows if "error" not in r and "note" not in r]
+    sizes = sorted({r["n_cells"] for r in rows})
+    modes = [m for m in ("streaming", "sparse", "dense", "dense-train")
+             if any(r["mode"] == m for r in rows)]
+    metrics = [("train_cells_per_s", "training, cells/s (1 epoch)"),
+               ("predict_cells_per_s", "prediction, cells/s"),
+               ("peak_rss_gb", "peak RSS, GB")]
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    width = 0.8 / max(len(modes), 1)
+    for axis, (key, title) in zip(axes, metrics, strict=True):
+        for k, mode in enumerate(modes):
+            values = [next((r[key] for r in rows if r["n_cells"] == n and r["mode"] == mode),
+                           float("nan")) for n in sizes]
+            axis.bar([i + k * width for i in range(len(sizes))], values, width, label=mode)
+        axis.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(sizes))])
+        axis.set_xticklabels([f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M"
+                              for n in sizes])
+        axis.set_title(title)
+        axis.set_xlabel("cells (x 15,000 genes)")
+    axes[2].axhline(6, color="black", linestyle="--", linewidth=0.8)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", nargs="+", required=True,
@@ -170,8 +204,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads per worker (0: torch's default, one per core)")
     parser.add_argument("--json", help="append results to this JSON-lines file")
+    parser.add_argument("--plot", metavar="PNG", help="only plot the --json files given "
+                        "as --files into PNG")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.plot:
+        plot(args.files, args.plot)
+        return
     if args.worker:
         print(json.dumps(worker(args.files[0], args.worker, args.work_dir, args.device,
                                 args.threads)))

@@ -23,6 +23,8 @@ _EXPORTS = {
     "TrainingHistory": "history",
     "ScRNAFeaturizer": "preprocessing",
     "CellDataset": "data", "ScRNALoader": "data", "StratifiedSplitter": "data",
+    "SparseCellDataset": "sparse", "ShardedCellDataset": "streaming",
+    "train_streaming": "streaming", "predict_streaming": "streaming",
     "PRESETS": "model", "ACTINNModel": "model", "ActinnClassifier": "model",
     "AnnotationResult": "annotate", "annotate": "annotate", "train_reference": "annotate",
 }
@@ -62,4 +64,6 @@ if TYPE_CHECKING:  # static checkers see the eager imports
     )
     from deepchem_actinn.model import PRESETS, ActinnClassifier, ACTINNModel
     from deepchem_actinn.preprocessing import ScRNAFeaturizer
+    from deepchem_actinn.sparse import SparseCellDataset
+    from deepchem_actinn.streaming import ShardedCellDataset, predict_streaming, train_streaming
     from deepchem_actinn.writers import write_counts

@@ -201,11 +201,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                         device=None if args.device == "auto" else args.device,
                         epochs=args.epochs, batch_size=args.batch_size,
                         learning_rate=args.learning_rate, model_dir=args.checkpoint_dir)
-    epochs, per_epoch = model.epochs, model.steps_per_epoch(len(features))
+    epochs, per_epoch = model.epochs_for(len(features)), model.steps_per_epoch(len(features))
     if args.resume:  # weights, optimizer, step, LR schedule and shuffling state
         model.restore(model_dir=args.checkpoint_dir)
         done = model.get_global_step() // per_epoch
-        epochs = max(model.epochs - done, 0)
+        epochs = max(model.epochs_for(len(features)) - done, 0)
         print(f"{PROG}: resumed from step {model.get_global_step()} (epoch {done}); "
               f"{epochs} epochs left", file=sys.stderr)
     steps = epochs * per_epoch

@@ -253,7 +253,8 @@ class _SparseLinearCPU(torch.autograd.Function):
         X = sp.csr_matrix((values.numpy(), col.numpy(), crow.numpy()),
                           shape=(len(crow) - 1, ctx.n_cols))
         grad_np = grad.detach().contiguous().numpy()
-        grad_weight = torch.from_numpy(np.ascontiguousarray((X.T @ grad_np).T))
+        # A transposed view, not a copy: autograd adds it to the L2 term's gradient anyway.
+        grad_weight = torch.from_numpy(X.T @ grad_np).t()
         return None, None, None, None, grad_weight, grad.sum(dim=0)
 
 

@@ -51,7 +51,12 @@ def trained(small):
 
 def test_defaults_are_actinn():
     model = ACTINNModel(n_genes=10, n_classes=3)
-    assert model.settings == {**ACTINN_DEFAULTS, "hidden_sizes": (100, 50, 25)}
+    actinn = {"hidden_sizes": (100, 50, 25), "learning_rate": 1e-4, "decay_rate": 0.95,
+              "decay_steps": 1000, "l2": 0.005, "batch_size": 128, "epochs": 50,
+              "input_dropout": 0.0}
+    assert {k: model.settings[k] for k in actinn} == actinn
+    assert {k: v for k, v in ACTINN_DEFAULTS.items() if k != "hidden_sizes"} == \
+        {k: v for k, v in actinn.items() if k != "hidden_sizes"}
     assert model.batch_size == 128 and model.epochs == 50
     sizes = [(layer.in_features, layer.out_features) for layer in model.model.layers()]
     assert sizes == [(10, 100), (100, 50), (50, 25), (25, 3)]

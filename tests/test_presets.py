@@ -1,0 +1,145 @@
+"""Presets: the faithful ACTINN stays unchanged, ``robust`` is recorded and its options behave."""
+
+import json
+import os
+
+import deepchem as dc
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import synthetic_counts
+
+from deepchem_actinn.annotate import train_reference
+from deepchem_actinn.io import CountMatrix
+from deepchem_actinn.model import (
+    ACTINN_DEFAULTS,
+    MODEL_FILE,
+    PRESETS,
+    TRAINING_OPTIONS,
+    ACTINNModel,
+    _balanced_weights,
+)
+
+
+def _reference(n_cells=90, seed=0):
+    counts, types = synthetic_counts(n_cells=n_cells, n_genes=120, n_types=3, seed=seed)
+    cells = [f"c{i}" for i in range(n_cells)]
+    matrix = CountMatrix(counts, [f"g{i}" for i in range(counts.shape[1])], cells)
+    labels = pd.Series([f"type{t}" for t in types], index=cells)
+    return matrix, labels
+
+
+def _toy(n=64, genes=10, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, genes)).astype(np.float32)
+    y = (np.arange(n) % classes).reshape(-1, 1)
+    X[np.arange(n), y.ravel()] += 3.0
+    return dc.data.NumpyDataset(X, y)
+
+
+def test_actinn_preset_is_the_paper_and_switches_every_option_off():
+    model = ACTINNModel(20, 3)
+    params = model.hyperparameters
+    assert params["preset"] == "actinn"
+    for key, value in ACTINN_DEFAULTS.items():
+        expected = list(value) if isinstance(value, tuple) else value
+        assert params[key] == expected, key
+    for key, value in TRAINING_OPTIONS.items():
+        assert params[key] == value, key
+    assert PRESETS["actinn"] == {}
+    assert type(model.loss) is dc.models.losses.SparseSoftmaxCrossEntropy
+    assert model.epochs_for(10_000) == 50
+
+
+def test_actinn_preset_trains_exactly_as_without_options():
+    data = _toy()
+    a = ACTINNModel(10, 3, batch_size=16, seed=3)
+    b = ACTINNModel(10, 3, batch_size=16, seed=3, preset="actinn", min_steps=0,
+                    label_smoothing=0.0, class_weight=None)
+    a.fit(data, nb_epoch=3, checkpoint_interval=0)
+    b.fit(data, nb_epoch=3, checkpoint_interval=0)
+    for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_robust_preset_settings_and_override():
+    model = ACTINNModel(20, 3, preset="robust")
+    assert model.settings["learning_rate"] == 1e-3
+    assert model.settings["input_dropout"] == 0.5
+    assert model.model.input_dropout.p == 0.5
+    assert ACTINNModel(20, 3, preset="robust", input_dropout=0.2).settings["input_dropout"] == 0.2
+    with pytest.raises(ValueError, match="preset"):
+        ACTINNModel(20, 3, preset="fast")
+    with pytest.raises(ValueError, match="class_weight"):
+        ACTINNModel(20, 3, class_weight="inverse")
+
+
+def test_robust_preset_is_saved_and_reloaded(tmp_path):
+    matrix, labels = _reference()
+    model = train_reference(matrix, labels, preset="robust", epochs=3, label_smoothing=0.1,
+                            min_steps=7, device="cpu")
+    folder = model.save(tmp_path / "robust_model")
+    with open(os.path.join(folder, MODEL_FILE), encoding="utf-8") as handle:
+        saved = json.load(handle)["hyperparameters"]
+    assert saved["preset"] == "robust"
+    assert saved["learning_rate"] == 1e-3 and saved["input_dropout"] == 0.5
+    assert saved["label_smoothing"] == 0.1 and saved["min_steps"] == 7
+    loaded = ACTINNModel.load(folder, device="cpu")
+    assert loaded.preset == "robust"
+    assert loaded.hyperparameters == model.hyperparameters
+    X = model.featurizer.transform(matrix)
+    np.testing.assert_allclose(loaded.predict_proba(dc.data.NumpyDataset(X)),
+                               model.predict_proba(dc.data.NumpyDataset(X)), atol=1e-6)
+
+
+def test_min_steps_raises_the_epochs_of_small_references():
+    model = ACTINNModel(10, 3, batch_size=16, epochs=2, min_steps=40)
+    data = _toy(n=64)  # 4 steps an epoch
+    assert model.epochs_for(len(data)) == 10
+    model.fit(data, checkpoint_interval=0)
+    assert model._global_step == 40
+    big = ACTINNModel(10, 3, batch_size=16, epochs=2, min_steps=4)
+    big.fit(data, checkpoint_interval=0)
+    assert big._global_step == 8  # epochs win when they already give enough steps
+
+
+def test_label_smoothing_raises_the_loss_of_confident_predictions():
+    data = _toy()
+    plain = ACTINNModel(10, 3, batch_size=64, seed=1)
+    smooth = ACTINNModel(10, 3, batch_size=64, seed=1, label_smoothing=0.2)
+    logits = torch.tensor([[[8.0, -8.0, -8.0]]])
+    labels = torch.tensor([[0]])
+    plain_loss = plain.loss._create_pytorch_loss()(logits, labels)
+    smooth_loss = smooth.loss._create_pytorch_loss()(logits, labels)
+    assert float(smooth_loss) > float(plain_loss) + 1.0
+    smooth.fit(data, nb_epoch=2, checkpoint_interval=0)  # trains end to end
+
+
+def test_balanced_class_weights():
+    weights = _balanced_weights(np.array([0, 0, 0, 1, -1]), 3)
+    np.testing.assert_allclose(weights, [4 / 6, 4 / 2, 0.0])
+    model = ACTINNModel(10, 3, batch_size=8, class_weight="balanced")
+    data = dc.data.NumpyDataset(np.zeros((8, 10), np.float32), np.array([0] * 6 + [1, 2]))
+    model._class_weights = _balanced_weights(data.y, 3)
+    (_, (y_b,), (w_b,)), = list(model.default_generator(data, mode="fit", deterministic=True))
+    assert w_b.shape == (8, 1)
+    np.testing.assert_allclose(w_b.ravel(), [8 / 18] * 6 + [8 / 3, 8 / 3])
+
+
+def test_temperature_changes_probabilities_not_calls():
+    data = _toy(n=90)
+    model = ACTINNModel(10, 3, batch_size=16, learning_rate=1e-2, seed=0)
+    model.fit(data, nb_epoch=20, checkpoint_interval=0)
+    before = model.predict_proba(data)
+    valid = _toy(n=60, seed=5)
+    temperature = model.fit_temperature(valid)
+    assert 0.05 <= temperature <= 20.0 and temperature != 1.0
+    assert float(model.model.temperature) == pytest.approx(temperature)
+    after = model.predict_proba(data)
+    assert not np.allclose(before, after)
+    np.testing.assert_array_equal(before.argmax(1), after.argmax(1))
+    # Over-confident on noisy labels -> T > 1 flattens the probabilities.
+    noisy = _toy(n=60, seed=6)
+    noisy.y[::2] = (noisy.y[::2] + 1) % 3
+    assert model.fit_temperature(noisy) > 1.0
