@@ -93,6 +93,10 @@ class ActinnClassifier(nn.Module):
         Width of each hidden ReLU layer; ``(100, 50, 25)`` in ACTINN.
     input_dropout: float
         Dropout on the input genes while training (0 in ACTINN).
+    dropout_seed: int, optional
+        Seeds the dropout masks with a generator of the module's own, so a
+        seeded model trains the same whatever else used torch's global
+        random state; ``None`` draws from the global state.
 
     Returns from ``forward``: class probabilities ``(B, 1, K)`` (softmax of
     the logits divided by the calibration temperature), logits
@@ -110,8 +114,11 @@ class ActinnClassifier(nn.Module):
 
     def __init__(self, n_genes: int, n_classes: int,
                  hidden_sizes: Sequence[int] = (100, 50, 25), input_dropout: float = 0.0,
-                 generator: Optional[torch.Generator] = None) -> None:
+                 generator: Optional[torch.Generator] = None,
+                 dropout_seed: Optional[int] = None) -> None:
         super().__init__()
+        self.dropout_seed = dropout_seed
+        self._dropout_generators: Dict[str, torch.Generator] = {}
         sizes = [int(n_genes)] + [int(h) for h in hidden_sizes]
         self.hidden = nn.ModuleList(
             nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
@@ -130,13 +137,34 @@ class ActinnClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if x.layout != torch.strided and self.training and self.input_dropout.p > 0:
             x = x.to_dense()  # dropout needs a dense input
-        h = self.input_dropout(x) if x.layout == torch.strided else x
+        h = self._drop_inputs(x) if x.layout == torch.strided else x
         for layer in self.hidden:
             # A sparse batch (SparseCellDataset) meets a sparse first layer.
             h = F.relu(layer(h) if h.layout == torch.strided else sparse_linear(h, layer))
         logits = self.output(h)
         probs = F.softmax(logits / self.temperature, dim=-1)
         return probs.unsqueeze(1), logits.unsqueeze(1), h
+
+    def dropout_generator(self, device: torch.device) -> Optional[torch.Generator]:
+        """The seeded generator of the dropout masks on ``device`` (made on first use)."""
+        if self.dropout_seed is None:
+            return None
+        key = str(device)
+        if key not in self._dropout_generators:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(int(self.dropout_seed))
+            self._dropout_generators[key] = generator
+        return self._dropout_generators[key]
+
+    def _drop_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        rate = float(self.input_dropout.p)
+        if not self.training or rate == 0.0:
+            return x
+        if self.dropout_seed is None:
+            return self.input_dropout(x)
+        keep = torch.rand(x.shape, generator=self.dropout_generator(x.device),
+                          device=x.device) >= rate
+        return x * keep / (1.0 - rate)
 
     def weight_penalty(self) -> torch.Tensor:
         """Sum of squared weights / 2 (``tf.nn.l2_loss``), biases excluded."""
@@ -275,7 +303,8 @@ class ACTINNModel(dc.models.TorchModel):
         self.featurizer = featurizer
         generator = torch.Generator().manual_seed(self.seed)
         module = ActinnClassifier(self.n_genes, self.n_classes, settings["hidden_sizes"],
-                                  settings["input_dropout"], generator=generator)
+                                  settings["input_dropout"], generator=generator,
+                                  dropout_seed=self.seed + 1)
         schedule = ExponentialDecay(float(settings["learning_rate"]),
                                     float(settings["decay_rate"]), int(settings["decay_steps"]),
                                     staircase=True)
@@ -417,6 +446,9 @@ class ACTINNModel(dc.models.TorchModel):
             "global_step": self._global_step,
             "shuffle_rng_state": json.dumps(self._shuffle_rng.bit_generator.state),
         }
+        dropout_rng = self.model.dropout_generator(self.device)
+        if dropout_rng is not None:
+            data["dropout_rng_state"] = dropout_rng.get_state()
         temporary = os.path.join(folder, "temp_checkpoint.pt")
         torch.save(data, temporary)
         # Rotate as DeepChem does; a kill in between leaves older complete checkpoints.
@@ -462,6 +494,10 @@ class ACTINNModel(dc.models.TorchModel):
             rng_state = data.get("shuffle_rng_state")
             if isinstance(rng_state, str):
                 self._shuffle_rng.bit_generator.state = json.loads(rng_state)
+            dropout_state = data.get("dropout_rng_state")
+            dropout_rng = self.model.dropout_generator(self.device)
+            if isinstance(dropout_state, torch.Tensor) and dropout_rng is not None:
+                dropout_rng.set_state(dropout_state.cpu())
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelFileError(f"checkpoint does not fit this model ({type(exc).__name__}: "
                                  f"{str(exc)[:200]})", checkpoint) from exc

@@ -143,3 +143,32 @@ def test_temperature_changes_probabilities_not_calls():
     noisy = _toy(n=60, seed=6)
     noisy.y[::2] = (noisy.y[::2] + 1) % 3
     assert model.fit_temperature(noisy) > 1.0
+
+
+def test_input_dropout_is_seeded_by_the_model_not_the_global_generator():
+    data = _toy()
+    weights = []
+    for disturbance in (1, 2):
+        torch.manual_seed(disturbance)  # other code drawing from torch's global generator
+        model = ACTINNModel(10, 3, batch_size=16, seed=5, preset="robust")
+        model.fit(data, nb_epoch=2, checkpoint_interval=0)
+        weights.append(model.model.hidden[0].weight.detach().clone())
+    assert torch.equal(weights[0], weights[1])
+    other = ACTINNModel(10, 3, batch_size=16, seed=6, preset="robust")
+    other.fit(data, nb_epoch=2, checkpoint_interval=0)
+    assert not torch.equal(weights[0], other.model.hidden[0].weight)
+
+
+def test_resumed_robust_run_replays_the_dropout_masks(tmp_path):
+    data = _toy()
+    unbroken = ACTINNModel(10, 3, batch_size=16, seed=2, preset="robust")
+    unbroken.fit(data, nb_epoch=4, checkpoint_interval=0)
+    first = ACTINNModel(10, 3, batch_size=16, seed=2, preset="robust",
+                        model_dir=str(tmp_path))
+    first.fit(data, nb_epoch=2)  # writes a checkpoint at the end
+    resumed = ACTINNModel(10, 3, batch_size=16, seed=2, preset="robust",
+                          model_dir=str(tmp_path))
+    resumed.restore()
+    resumed.fit(data, nb_epoch=2, checkpoint_interval=0)
+    for a, b in zip(unbroken.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
