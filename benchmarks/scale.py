@@ -235,6 +235,9 @@ def main() -> None:
             result.update(file=os.path.basename(path), n_cells=n_cells, n_genes=n_genes,
                           threads=args.threads, load=os.getloadavg()[0])
             rows.append(result)
+            if args.json:
+                with open(args.json, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(result) + "\n")
             if "error" in result or "note" in result:
                 print(f"{mode:>14}: {result.get('error') or result.get('note')}", flush=True)
                 continue
@@ -243,9 +246,6 @@ def main() -> None:
                   f"{result['predict_cells_per_s']:8,.0f} cells/s | peak RSS "
                   f"{result['peak_rss_gb']:5.2f} GB | acc@1 epoch "
                   f"{result['accuracy_1_epoch']:.3f}", flush=True)
-            if args.json:
-                with open(args.json, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

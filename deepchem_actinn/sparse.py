@@ -32,9 +32,6 @@ from deepchem_actinn.io import CountMatrix, Names
 
 Batch = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
-# torch flags every CSR tensor as beta; the operations used here are stable.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta",
-                        category=UserWarning)
 
 
 class SparseCellDataset(dc.data.Dataset):
@@ -223,11 +220,13 @@ def to_torch_csr(X: sp.csr_matrix, device: Optional[Union[str, torch.device]] = 
     [[1.0, 0.0], [0.0, 1.0]]
     """
     X = sp.csr_matrix(X, dtype=np.float32)
-    return torch.sparse_csr_tensor(torch.from_numpy(X.indptr.astype(np.int64)),
-                                   torch.from_numpy(X.indices.astype(np.int64)),
-                                   torch.from_numpy(X.data), size=X.shape,
-                                   dtype=torch.float32, device=device,
-                                   check_invariants=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(torch.from_numpy(X.indptr.astype(np.int64)),
+                                       torch.from_numpy(X.indices.astype(np.int64)),
+                                       torch.from_numpy(X.data), size=X.shape,
+                                       dtype=torch.float32, device=device,
+                                       check_invariants=False)
 
 
 class _SparseLinearCPU(torch.autograd.Function):

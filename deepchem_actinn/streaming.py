@@ -306,6 +306,8 @@ def write_shards(source: Union[PathLike, ChunkedCounts], featurizer: ScRNAFeatur
     rng = np.random.default_rng(seed)
     rows = np.zeros(n_shards, np.int64)
     nnz = np.zeros(n_shards, np.int64)
+    featurizer.check_overlap(counts.genes, counts.path)
+    transform = chunk_transform(featurizer, counts.genes)
     path = os.path.join(folder, SHARD_FILE)
     partial = path + ".partial"
     with h5py.File(partial, "w") as out:
@@ -331,8 +333,7 @@ def write_shards(source: Union[PathLike, ChunkedCounts], featurizer: ScRNAFeatur
                 X, ids, y = X[keep], ids[keep], y[keep]
             if X.shape[0] == 0:
                 continue
-            F = featurizer.transform(X, counts.genes, sparse_output=True)
-            F = sp.csr_matrix(F, dtype=np.float32)
+            F = sp.csr_matrix(transform(X), dtype=np.float32)
             target = rng.integers(0, n_shards, size=F.shape[0])
             for s in np.unique(target):
                 members = np.flatnonzero(target == s)
@@ -603,6 +604,35 @@ def train_streaming(counts: PathLike, labels: Union[PathLike, pd.Series], work_d
     return model
 
 
+def chunk_transform(featurizer: ScRNAFeaturizer, genes: np.ndarray) -> Any:
+    """``featurizer.transform`` for many chunks with the same genes, mapping genes once.
+
+    Gives the same float32 values as ``transform(X, genes, sparse_output=True)``
+    (same float64 products and log) without its per-call gene lookups and
+    copies; falls back to ``transform`` when a model gene is missing.
+    """
+    position = {g: i for i, g in enumerate(genes)}
+    model_cols = np.array([position.get(g, -1) for g in featurizer.genes_], dtype=np.int64)
+    input_cols = np.array([position.get(g, -1) for g in featurizer.input_genes_],
+                          dtype=np.int64)
+    if (model_cols < 0).any() or (input_cols < 0).any():
+        return lambda X: featurizer.transform(X, genes, sparse_output=True)
+    all_inputs = len(input_cols) == len(genes)  # input genes are every file gene
+    target = featurizer.target_sum
+
+    def transform(X: sp.csr_matrix) -> sp.csr_matrix:
+        library = np.asarray((X if all_inputs else X[:, input_cols]).sum(axis=1),
+                             dtype=np.float64).ravel()
+        with np.errstate(divide="ignore"):
+            scale = np.where(library > 0, target / np.maximum(library, 1e-300), 0.0)
+        out = sp.csr_matrix(X[:, model_cols])
+        values = out.data.astype(np.float64) * np.repeat(scale, np.diff(out.indptr))
+        out.data = np.log2(values + 1.0).astype(np.float32)
+        return out
+
+    return transform
+
+
 def predict_streaming(model: Any, counts: PathLike, chunk_cells: int = CHUNK_CELLS
                       ) -> Tuple[np.ndarray, np.ndarray]:
     """Class probabilities of every cell of a file, chunk by chunk: ``(ids, probabilities)``."""
@@ -610,10 +640,10 @@ def predict_streaming(model: Any, counts: PathLike, chunk_cells: int = CHUNK_CEL
 
     source = ChunkedCounts(counts)
     model.featurizer.check_overlap(source.genes, source.path)
+    transform = chunk_transform(model.featurizer, source.genes)
     ids, probs = [], []
     for _, X, chunk_ids in source.chunks(chunk_cells):
-        features = model.featurizer.transform(X, source.genes, sparse_output=True)
-        p, _ = predict_outputs(model, features)
+        p, _ = predict_outputs(model, transform(X))
         ids.append(chunk_ids)
         probs.append(p)
     return np.concatenate(ids), np.concatenate(probs)

@@ -104,6 +104,18 @@ def test_training_matches_dense_path(raw, sparse_batches):
     assert (probs[1].argmax(axis=1) == dense.y.ravel()).mean() > 0.9
 
 
+def test_input_dropout_gives_the_same_model_on_sparse_batches(raw):
+    dense, sparse = raw
+    featurizer = ScRNAFeaturizer().fit(sparse.to_count_matrix())
+    probs = []
+    for data in (featurize(featurizer, dense), featurize_sparse(featurizer, sparse)):
+        model = ACTINNModel(len(featurizer.genes_), dense.n_classes, input_dropout=0.5,
+                            learning_rate=1e-3, seed=3, device="cpu")
+        model.fit(data, nb_epoch=2)
+        probs.append(model.predict_proba(data))
+    assert np.allclose(probs[0], probs[1], atol=1e-4)
+
+
 def test_train_reference_sparse_saves_a_normal_model(samples, tmp_path):
     kwargs = dict(epochs=3, learning_rate=1e-3, seed=2, device="cpu")
     sparse_model = train_reference(samples.sample_1_counts, samples.sample_1_labels,

@@ -17,6 +17,7 @@ from deepchem_actinn.preprocessing import ScRNAFeaturizer
 from deepchem_actinn.streaming import (
     ChunkedCounts,
     ShardedCellDataset,
+    chunk_transform,
     fit_featurizer_streaming,
     fit_on_shards,
     main,
@@ -24,6 +25,9 @@ from deepchem_actinn.streaming import (
     train_streaming,
     write_shards,
 )
+
+# The test file holds an antibody feature, a duplicated gene and unlabelled cells on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore::deepchem_actinn.io.CountMatrixWarning")
 
 
 def write_10x_v3(path, X, genes, cells, types=None):
@@ -128,6 +132,20 @@ def test_shard_batches_cover_each_cell_once_per_epoch_in_new_orders(files, tmp_p
     assert first[0] != first[1]
     ordered = np.concatenate([b[3] for b in shards.iterbatches(64, deterministic=True)])
     assert ordered.tolist() == shards.ids.tolist()
+
+
+def test_chunk_transform_equals_featurizer_transform(files):
+    featurizer, _ = fit_featurizer_streaming(files["10x"], files["labels"])
+    source = ChunkedCounts(files["10x"])
+    X = source.read(0, 300)
+    expected = featurizer.transform(X, source.genes, sparse_output=True)
+    got = chunk_transform(featurizer, source.genes)(X)
+    assert got.dtype == np.float32 and np.array_equal(got.toarray(), expected.toarray())
+    # A file lacking model genes goes through transform itself (zero-filled genes).
+    fewer = source.genes.copy()
+    fewer[np.flatnonzero(np.isin(source.genes, featurizer.genes_))[:3]] = "ABSENT"
+    assert np.array_equal(chunk_transform(featurizer, fewer)(X).toarray(),
+                          featurizer.transform(X, fewer, sparse_output=True).toarray())
 
 
 def test_training_from_shards_and_streaming_prediction(files, tmp_path):
