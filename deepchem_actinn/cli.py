@@ -13,9 +13,8 @@ import io
 import logging
 import os
 import sys
-import tempfile
 import warnings
-from typing import Any, Callable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 PROG = "deepchem-actinn"
 
@@ -90,28 +89,10 @@ def check_model_dir(path: str) -> None:
         raise InputError(f"cannot create the model directory: {parent} is not writable", path)
 
 
-@contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[str]:
+def atomic_output(path: str) -> Any:
     """Yield a temporary path beside ``path``; rename it into place only on success."""
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                         dir=folder)
-    os.close(handle)
-    try:
-        _chmod_as_umask(temporary, 0o666)
-        yield temporary
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-
-
-def _chmod_as_umask(path: str, mode: int) -> None:
-    """Give a mkstemp/mkdtemp path (0600/0700) the permissions a plain create would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
+    from deepchem_actinn.atomic import atomic_file
+    return atomic_file(path)
 
 
 # ---------------------------------------------------------------------------

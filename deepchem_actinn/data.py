@@ -20,6 +20,7 @@ import pandas as pd
 
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.io import (
+    CellDatasetMixin,
     CountMatrix,
     CountMatrixWarning,
     Names,
@@ -33,7 +34,7 @@ from deepchem_actinn.sparse import SparseCellDataset
 logger = logging.getLogger(__name__)
 
 
-class CellDataset(dc.data.NumpyDataset):
+class CellDataset(CellDatasetMixin, dc.data.NumpyDataset):
     """A ``NumpyDataset`` of cells that carries its gene names and class names.
 
     ``select`` (used by every DeepChem splitter) keeps both, so a split of a
@@ -85,22 +86,6 @@ class CellDataset(dc.data.NumpyDataset):
         indices = np.asarray(indices, dtype=np.int64)
         return CellDataset(self.X[indices], self.y[indices], self.w[indices], self.ids[indices],
                            genes=self.genes, classes=self.classes)
-
-    def cell_types(self) -> np.ndarray:
-        """Cell-type names of the labelled cells (``None`` where ``y`` is -1)."""
-        y = self.y.ravel().astype(np.int64)
-        names = np.empty(len(y), dtype=object)
-        known = y >= 0
-        names[known] = self.classes[y[known]]
-        return names
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
-
-    def to_count_matrix(self, source: str = "<dataset>") -> CountMatrix:
-        """The same cells as a :class:`~deepchem_actinn.io.CountMatrix`."""
-        return CountMatrix(self.X, self.genes, self.ids, source=source)
 
 
 def encode_labels(labels: Names, classes: Optional[Names] = None,

@@ -115,6 +115,35 @@ class CountMatrix:
         return np.asarray(self.X.sum(axis=1), dtype=np.float64).ravel()
 
 
+class CellDatasetMixin:
+    """Cell-type helpers shared by the dense and sparse DeepChem datasets of cells.
+
+    The dataset provides ``X``, ``y``, ``ids``, ``genes`` and ``classes``.
+    """
+
+    X: Any
+    y: Any
+    ids: Any
+    genes: Any
+    classes: Any
+
+    def cell_types(self) -> np.ndarray:
+        """Cell-type names of the labelled cells (``None`` where ``y`` is -1)."""
+        y = np.asarray(self.y).ravel().astype(np.int64)
+        names = np.empty(len(y), dtype=object)
+        known = y >= 0
+        names[known] = self.classes[y[known]]
+        return names
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def to_count_matrix(self, source: str = "<dataset>") -> CountMatrix:
+        """The same cells as a :class:`CountMatrix` (sparse stays sparse)."""
+        return CountMatrix(self.X, self.genes, self.ids, source=source)
+
+
 # ---------------------------------------------------------------------------
 # Count matrices
 # ---------------------------------------------------------------------------

@@ -17,8 +17,6 @@ unpickling anything.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import hashlib
 import json
 import logging
@@ -26,8 +24,6 @@ import math
 import os
 import pickle
 import shutil
-import sys
-import tempfile
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -38,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from deepchem.models.optimizers import Adam, ExponentialDecay
 
+from deepchem_actinn.atomic import replace_directory, staging_folder
 from deepchem_actinn.errors import ModelFileError
 from deepchem_actinn.io import Names
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
@@ -596,10 +593,7 @@ class ACTINNModel(dc.models.TorchModel):
                                  "choose a new --model-dir", target)
         parent = os.path.dirname(target)
         os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a model is meant to be shared
+        staging = staging_folder(target)
         try:
             weights_path = os.path.join(staging, WEIGHTS_FILE)
             state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
@@ -619,7 +613,7 @@ class ACTINNModel(dc.models.TorchModel):
             }
             meta["metadata_sha256"] = _metadata_digest(meta)  # last: covers every field
             _write_json(os.path.join(staging, MODEL_FILE), meta)
-            _replace_directory(staging, target)
+            replace_directory(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -760,48 +754,3 @@ def _write_json(path: str, payload: Dict[str, Any]) -> None:
         json.dump(payload, handle, indent=1)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _replace_directory(staging: str, target: str) -> None:
-    """Move ``staging`` to ``target``, swapping out any previous directory last."""
-    if os.path.exists(target) and not os.path.isdir(target):
-        raise ValueError(f"{target}: exists and is not a directory")
-    if not os.path.exists(target):
-        os.rename(staging, target)
-        return
-    if _exchange(staging, target):  # one atomic step: the old model is now in staging
-        shutil.rmtree(staging, ignore_errors=True)
-        return
-    backup = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-",
-                              dir=os.path.dirname(target))
-    os.rmdir(backup)
-    os.rename(target, backup)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        os.rename(backup, target)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
-
-
-def _exchange(a: str, b: str) -> bool:
-    """Swap two existing paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``).
-
-    Returns False where the call is not available, so the caller falls back
-    to two renames (with a short window in which ``b`` is missing).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                          ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EPERM):
-        return False
-    raise OSError(code, os.strerror(code), b)

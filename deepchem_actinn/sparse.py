@@ -28,13 +28,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from deepchem_actinn.io import CountMatrix, Names
+from deepchem_actinn.io import CellDatasetMixin, Names
 
 Batch = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 
-class SparseCellDataset(dc.data.Dataset):
+class SparseCellDataset(CellDatasetMixin, dc.data.Dataset):
     """A DeepChem ``Dataset`` of cells whose ``X`` is a CSR matrix.
 
     Parameters
@@ -170,22 +170,6 @@ class SparseCellDataset(dc.data.Dataset):
         return tuple(out)
 
     # -- the CellDataset extras ---------------------------------------------------
-
-    def cell_types(self) -> np.ndarray:
-        """Cell-type names of the labelled cells (``None`` where ``y`` is -1)."""
-        y = self._y.ravel().astype(np.int64)
-        names = np.empty(len(y), dtype=object)
-        known = y >= 0
-        names[known] = self.classes[y[known]]
-        return names
-
-    @property
-    def n_classes(self) -> int:
-        return len(self.classes)
-
-    def to_count_matrix(self, source: str = "<dataset>") -> CountMatrix:
-        """The same cells as a (sparse) :class:`~deepchem_actinn.io.CountMatrix`."""
-        return CountMatrix(self._X, self.genes, self._ids, source=source)
 
     def to_dense(self) -> Any:
         """A dense :class:`~deepchem_actinn.data.CellDataset` copy (small data only)."""

@@ -26,14 +26,13 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
-import shutil
-import tempfile
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from deepchem_actinn.atomic import atomic_file, atomic_folder, umask_mode
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.io import (
     FORMATS,
@@ -78,30 +77,9 @@ def output_format(path: str, to: Optional[str] = None) -> str:
                      f"({', '.join(FORMATS)})", path)
 
 
-def _umask_mode(mode: int) -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return mode & ~umask
-
-
-@contextlib.contextmanager
-def _atomic_file(path: str) -> Iterator[str]:
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                         dir=folder)
-    os.close(handle)
-    try:
-        os.chmod(temporary, _umask_mode(0o666))
-        yield temporary
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-
-
 @contextlib.contextmanager
 def _atomic_folder(path: str) -> Iterator[str]:
+    """A staging folder that replaces ``path`` on success; refuses a folder of other files."""
     target = os.path.abspath(path)
     if os.path.exists(target):
         if not os.path.isdir(target):
@@ -110,25 +88,8 @@ def _atomic_folder(path: str) -> Iterator[str]:
         if extra:
             raise InputError(f"folder exists and holds other files ({', '.join(extra[:3])}); "
                              "choose a new output folder", path)
-    parent = os.path.dirname(target)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
-    try:
-        os.chmod(staging, _umask_mode(0o777))
+    with atomic_folder(target) as staging:
         yield staging
-        if os.path.exists(target):
-            backup = staging + ".old"
-            os.rename(target, backup)
-            try:
-                os.rename(staging, target)
-            except BaseException:
-                os.rename(backup, target)
-                raise
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _integral(X: Any) -> bool:
@@ -158,7 +119,7 @@ def write_pandas_hdf(X: Any, genes: Sequence[str], cells: Sequence[str], path: s
     dense = values.toarray() if sp.issparse(values) else values
     frame = pd.DataFrame(dense.T, index=pd.Index(list(genes), dtype=object),
                          columns=pd.Index(list(cells), dtype=object))
-    with _atomic_file(path) as temporary:
+    with atomic_file(path) as temporary:
         frame.to_hdf(temporary, key=key, mode="w")
 
 
@@ -181,7 +142,7 @@ def write_10x_h5(X: Any, genes: Sequence[str], cells: Sequence[str], path: str,
     csr = sp.csr_matrix(_values(X, integral))
     csr.sort_indices()
     ids = list(gene_ids) if gene_ids is not None else list(genes)
-    with _atomic_file(path) as temporary:
+    with atomic_file(path) as temporary:
         with h5py.File(temporary, "w") as handle:
             handle.attrs["filetype"] = "matrix"
             handle.attrs["version"] = 2
@@ -230,7 +191,7 @@ def write_mtx(X: Any, genes: Sequence[str], cells: Sequence[str], path: str,
         with _gzip_writer(os.path.join(staging, "barcodes.tsv.gz")) as handle:
             handle.write("".join(f"{c}\n" for c in cells).encode("utf-8"))
         for name in os.listdir(staging):
-            os.chmod(os.path.join(staging, name), _umask_mode(0o666))
+            os.chmod(os.path.join(staging, name), umask_mode(0o666))
 
 
 def write_text(X: Any, genes: Sequence[str], cells: Sequence[str], path: str,
@@ -244,7 +205,7 @@ def write_text(X: Any, genes: Sequence[str], cells: Sequence[str], path: str,
                          columns=list(cells))
     compression: Any = ({"method": "gzip", "compresslevel": 6, "mtime": 0}
                         if path.lower().endswith(".gz") else None)
-    with _atomic_file(path) as temporary:
+    with atomic_file(path) as temporary:
         frame.to_csv(temporary, sep=sep, float_format=None if integral else "%.9g",
                      compression=compression)
 
@@ -264,7 +225,7 @@ def write_h5ad(X: Any, genes: Sequence[str], cells: Sequence[str], path: str,
         var["gene_ids"] = list(gene_ids)
     adata = anndata.AnnData(X=matrix, obs=pd.DataFrame(index=pd.Index(list(cells), dtype=object)),
                             var=var)
-    with _atomic_file(path) as temporary, warnings.catch_warnings():
+    with atomic_file(path) as temporary, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*names are not unique")
         adata.write_h5ad(temporary)
 

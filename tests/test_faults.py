@@ -22,6 +22,7 @@ import pytest
 from conftest import synthetic_counts, write_counts, write_labels
 
 import deepchem_actinn as da
+from deepchem_actinn import atomic as atomic_module
 from deepchem_actinn import cli
 from deepchem_actinn import model as model_module
 from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, _sha256
@@ -115,8 +116,9 @@ KILL_IN_SAVE = """
     if moment == "before-json":        # weights written, metadata not yet
         m._write_json = lambda *args, **kwargs: die()
     elif moment == "after-swap":       # new model in place, old one not yet deleted
-        exchange = m._exchange
-        m._exchange = lambda a, b: (exchange(a, b), die())
+        import deepchem_actinn.atomic as atomic
+        exchange = atomic._exchange
+        atomic._exchange = lambda a, b: (exchange(a, b), die())
     model.save(target)
     print("not killed")
 """
@@ -163,7 +165,7 @@ def test_interrupted_save_cleans_up(small, tmp_path, monkeypatch):
     assert digests(target) == digests(small["A"])
     assert sorted(os.listdir(tmp_path)) == ["model"]
     monkeypatch.undo()
-    monkeypatch.setattr(model_module, "_exchange", interrupt)
+    monkeypatch.setattr(atomic_module, "_exchange", interrupt)
     with pytest.raises(KeyboardInterrupt):
         model.save(tmp_path / "model")
     assert digests(target) == digests(small["A"])
@@ -173,7 +175,7 @@ def test_interrupted_save_cleans_up(small, tmp_path, monkeypatch):
 def test_save_without_atomic_exchange(small, tmp_path, monkeypatch):
     """Where renameat2 is missing, two renames replace the old model, leaving no backup."""
     target = shutil.copytree(small["A"], tmp_path / "model")
-    monkeypatch.setattr(model_module, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(atomic_module, "_exchange", lambda a, b: False)
     da.ACTINNModel.load(small["B"]).save(target)
     assert digests(target) == digests(small["B"])
     assert sorted(os.listdir(tmp_path)) == ["model"]
