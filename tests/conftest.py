@@ -21,6 +21,16 @@ logging.getLogger("deepchem").setLevel(logging.ERROR)
 from deepchem_actinn.datasets import sample_files, tutorial_files  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """The networks are tiny: one torch thread is fastest and immune to a busy machine."""
+    import torch
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def samples():
     """DeepChem's two bundled Tabula Muris samples (paths)."""

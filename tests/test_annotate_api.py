@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-import torch
 from conftest import write_labels
 
 import deepchem_actinn as da
@@ -39,15 +38,6 @@ def sparse_counts(n_cells, seed):
 
 
 GENES = [f"Gene{i}" for i in range(N_GENES)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks train fastest on one thread (and do not stall on a busy machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

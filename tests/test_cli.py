@@ -6,22 +6,11 @@ import sys
 
 import numpy as np
 import pandas as pd
-import pytest
-import torch
 from conftest import write_labels
 
 from deepchem_actinn.cli import main
 
 DEEPCHEM_NOISE = ("No normalization for", "Skipped loading", "torch_geometric", "dgl")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks: one thread is fastest, and immune to a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def command():

@@ -21,15 +21,6 @@ from deepchem_actinn.preprocessing import ScRNAFeaturizer
 FAST = {"learning_rate": 1e-3, "batch_size": 32}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These networks are tiny: one thread is fastest and immune to a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def small(samples):
     """300 cells of sample_1 (5 types, stratified), featurised on themselves."""

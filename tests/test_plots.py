@@ -40,14 +40,6 @@ NAMES = ["B cell", "T cell", "natural killer cell", "classical monocyte",
          "endothelial cell of hepatic sinusoid", "Kupffer cell", "pancreatic A cell"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def calls(n_classes, n_cells=1500, seed=0):
     rng = np.random.default_rng(seed)
     names = np.array(NAMES[:n_classes], dtype=object)
