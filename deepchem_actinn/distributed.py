@@ -90,7 +90,12 @@ def _all_reduce(array: np.ndarray, op: Any = None) -> np.ndarray:
 def fit_featurizer_distributed(X: sp.csr_matrix, genes: np.ndarray) -> Any:
     """ACTINN's gene filters from sums all-reduced over ranks (same on every rank)."""
     from deepchem_actinn.errors import InputError
-    from deepchem_actinn.preprocessing import ScRNAFeaturizer, normalize_log2, select_genes
+    from deepchem_actinn.preprocessing import (
+        ScRNAFeaturizer,
+        coefficient_of_variation,
+        normalize_log2,
+        select_genes,
+    )
 
     featurizer = ScRNAFeaturizer()
     library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
@@ -104,10 +109,7 @@ def fit_featurizer_distributed(X: sp.csr_matrix, genes: np.ndarray) -> Any:
     total, squares, n = sums[:n_genes], sums[n_genes:2 * n_genes], sums[-1]
     if n == 0:
         raise InputError("every training cell has zero counts")
-    mean = total / n
-    variance = np.maximum(squares / n - mean ** 2, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cv = np.where(mean > 0, np.sqrt(variance) / np.where(mean > 0, mean, 1.0), np.nan)
+    cv = coefficient_of_variation(total, squares, n)
     kept = select_genes(total, cv, featurizer.low_percentile, featurizer.high_percentile)
     if len(kept) < 2:
         raise InputError(f"only {len(kept)} genes pass ACTINN's filters")

@@ -83,11 +83,24 @@ def gene_statistics(L: Matrix) -> Tuple[np.ndarray, np.ndarray]:
         L64 = np.asarray(L, dtype=np.float64)
         total = L64.sum(axis=0)
         squares = np.square(L64).sum(axis=0)
+    return total, coefficient_of_variation(total, squares, n)
+
+
+def coefficient_of_variation(total: np.ndarray, squares: np.ndarray, n: float) -> np.ndarray:
+    """Population std / mean of each gene from its sum and sum of squares over ``n`` cells.
+
+    Sums are what streaming and distributed fits accumulate; NaN where the mean is 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> coefficient_of_variation(np.array([4.0, 0.0]), np.array([10.0, 0.0]), 2).round(3).tolist()
+    [0.5, nan]
+    """
     mean = total / n
     variance = np.maximum(squares / n - mean ** 2, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        cv = np.where(mean > 0, np.sqrt(variance) / np.where(mean > 0, mean, 1.0), np.nan)
-    return total, cv
+        return np.where(mean > 0, np.sqrt(variance) / np.where(mean > 0, mean, 1.0), np.nan)
 
 
 def select_genes(total: np.ndarray, cv: np.ndarray, low: float = 1.0,

@@ -48,7 +48,12 @@ import torch
 
 from deepchem_actinn.errors import ActinnError, InputError
 from deepchem_actinn.io import PathLike, _strings, check_counts, detect_format, read_labels
-from deepchem_actinn.preprocessing import ScRNAFeaturizer, normalize_log2, select_genes
+from deepchem_actinn.preprocessing import (
+    ScRNAFeaturizer,
+    coefficient_of_variation,
+    normalize_log2,
+    select_genes,
+)
 from deepchem_actinn.sparse import SparseCellDataset, to_torch_csr
 
 logger = logging.getLogger(__name__)
@@ -264,10 +269,7 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
     if n_used == 0:
         raise InputError("no labelled cell with non-zero counts" if lookup is not None
                          else "every cell has zero counts", counts.path)
-    mean = total / n_used
-    variance = np.maximum(squares / n_used - mean ** 2, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cv = np.where(mean > 0, np.sqrt(variance) / np.where(mean > 0, mean, 1.0), np.nan)
+    cv = coefficient_of_variation(total, squares, n_used)
     kept = select_genes(total, cv, featurizer.low_percentile, featurizer.high_percentile)
     if len(kept) < 2:
         raise InputError(f"only {len(kept)} genes pass ACTINN's filters", counts.path)
