@@ -128,20 +128,31 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
         warnings.warn(f"{matrix.source}: dropped {int((library == 0).sum())} training cells with "
                       "zero counts", PreprocessingWarning, stacklevel=2)
         dataset = dataset.select(np.flatnonzero(library > 0))
-    featurizer = ScRNAFeaturizer()
-    train_matrix = dataset.to_count_matrix(matrix.source)
-    if joint:
-        if query is None:
-            raise ValueError("joint=True needs a query matrix")
-        featurizer.fit(train_matrix, joint_with=as_count_matrix(query, key=None))
-    else:
-        featurizer.fit(train_matrix, restrict_to=_gene_list(query) if query is not None else None)
+    featurizer = fit_featurizer(dataset, matrix.source, query, joint=joint)
     features = featurize(featurizer, dataset)
     model = ACTINNModel(len(featurizer.genes_), dataset.n_classes, preset=preset,
                         classes=dataset.classes, featurizer=featurizer, seed=seed, device=device,
                         **model_kwargs)
     model.fit(features, callbacks=callbacks)
     return model
+
+
+def fit_featurizer(dataset: Any, source: str, query: Any = None, *, joint: bool = False,
+                   min_gene_overlap: float = 0.1) -> ScRNAFeaturizer:
+    """Fit ACTINN's preprocessing on a raw-count training dataset.
+
+    ``query`` (path, CountMatrix or gene list) restricts the genes to those it
+    shares; with ``joint=True`` (a matrix query) the filters are fitted on
+    training and query cells together, the paper's mode.
+    """
+    featurizer = ScRNAFeaturizer(min_gene_overlap=min_gene_overlap)
+    train_matrix = dataset.to_count_matrix(source)
+    if joint:
+        if query is None:
+            raise ValueError("joint=True needs a query matrix")
+        return featurizer.fit(train_matrix, joint_with=as_count_matrix(query, key=None))
+    return featurizer.fit(train_matrix,
+                          restrict_to=_gene_list(query) if query is not None else None)
 
 
 def featurize(featurizer: ScRNAFeaturizer, dataset: Any) -> Any:

@@ -132,11 +132,10 @@ def _epoch_checkpoints(steps_per_epoch: int) -> Callable:
 
 def cmd_train(args: argparse.Namespace) -> int:
     da = _import_quietly()
-    from deepchem_actinn.annotate import featurize
+    from deepchem_actinn.annotate import featurize, fit_featurizer
     from deepchem_actinn.data import ScRNALoader
     from deepchem_actinn.errors import InputError
     from deepchem_actinn.model import ACTINNModel
-    from deepchem_actinn.preprocessing import ScRNAFeaturizer
 
     for name in (args.train_set, args.train_labels, args.query):
         if name is not None and os.path.abspath(args.model_dir) == os.path.abspath(name):
@@ -145,6 +144,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.checkpoint_dir is None:
         raise InputError("--resume needs --checkpoint-dir DIR", args.model_dir)
     _check_plots_dir(args.plots)
+    if args.joint and args.query is None:
+        raise InputError("--joint needs --query FILE", args.train_set)
     matrix = da.read_counts(args.train_set, key=args.key, **_read_options(args))
     dataset = ScRNALoader().create_dataset(matrix, args.train_labels)
     if dataset.n_classes < 2:
@@ -164,18 +165,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             dataset, 1.0 - args.validation_fraction, args.validation_fraction, 0.0,
             seed=args.seed)
         dataset, valid = dataset.select(train_index), dataset.select(valid_index)
-    featurizer = ScRNAFeaturizer(min_gene_overlap=args.min_overlap)
-    train_matrix = dataset.to_count_matrix(args.train_set)
-    if args.query is not None:
-        query = _read_query(da, args)
-        if args.joint:
-            featurizer.fit(train_matrix, joint_with=query)
-        else:
-            featurizer.fit(train_matrix, restrict_to=list(query.genes))
-    else:
-        if args.joint:
-            raise InputError("--joint needs --query FILE", args.train_set)
-        featurizer.fit(train_matrix)
+    query = _read_query(da, args) if args.query is not None else None
+    featurizer = fit_featurizer(dataset, args.train_set, query, joint=args.joint,
+                                min_gene_overlap=args.min_overlap)
     features = featurize(featurizer, dataset)
     model = ACTINNModel(len(featurizer.genes_), dataset.n_classes, preset=args.preset,
                         classes=dataset.classes, featurizer=featurizer, seed=args.seed,
