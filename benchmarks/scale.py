@@ -62,6 +62,40 @@ def worker(path: str, mode: str, work_dir: str, device: str, threads: int) -> Di
 
     labels = path + ".labels.tsv"
     out: Dict[str, Any] = {"mode": mode}
+    if mode == "torchrun-2":
+        # Two CPU ranks (gloo) on this machine; each reads every other cell. The time
+        # counts start-up, reading, the all-reduced gene statistics and one epoch.
+        from deepchem_actinn.streaming import predict_streaming
+
+        os.makedirs(work_dir, exist_ok=True)
+        folder = os.path.join(work_dir, "model")
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc_per_node", "2", "-m", "deepchem_actinn.distributed",
+                        "--train-set", path, "--train-labels", labels, "--model-dir", folder,
+                        "--epochs", "1"], check=True, capture_output=True,
+                       env={**os.environ, "OMP_NUM_THREADS": str(threads or 1)})
+        out["train_s"] = time.perf_counter() - t
+        out["preprocess_s"] = 0.0
+        out["preprocess_note"] = "inside training (each rank reads and featurises its cells)"
+        # The largest rank's peak, before this process reads anything large itself.
+        rank_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024.0
+        model = ACTINNModel.load(folder)
+        t = time.perf_counter()
+        ids, probs = predict_streaming(model, path)
+        out["predict_s"] = time.perf_counter() - t
+        import pandas as pd
+
+        truth = pd.read_csv(labels, sep="\t", header=None, index_col=0).iloc[:, 0]
+        out["accuracy_1_epoch"] = float(
+            (model.classes[probs.argmax(axis=1)] == truth.loc[ids].to_numpy()).mean())
+        n = len(ids)
+        out.update(cells=n, genes=len(model.genes), train_cells_per_s=n / out["train_s"],
+                   predict_cells_per_s=n / out["predict_s"], peak_rss_gb=rank_peak / 1e9,
+                   predict_note="whole file: read + featurise + predict")
+        return out
+    if mode == "epoch-ab":
+        return _epoch_ab(path, labels, device, out)
     if mode == "streaming":
         from deepchem_actinn.streaming import (
             fit_featurizer_streaming,
@@ -126,6 +160,50 @@ def worker(path: str, mode: str, work_dir: str, device: str, threads: int) -> Di
     return out
 
 
+def _epoch_ab(path: str, labels: str, device: str, out: Dict[str, Any],
+              rounds: int = 3) -> Dict[str, Any]:
+    """Sparse and dense epochs alternated in one process: a ratio immune to slow drifts.
+
+    The same featurised cells, the same seed (so the same batches and initial
+    weights); epochs alternate sparse, dense, sparse, ... and the medians are
+    reported. Timings on a shared machine drift by tens of percent over
+    minutes; alternating keeps both paths under the same conditions.
+    """
+    import numpy as np
+
+    from deepchem_actinn.data import CellDataset, ScRNALoader
+    from deepchem_actinn.model import ACTINNModel
+    from deepchem_actinn.preprocessing import ScRNAFeaturizer
+    from deepchem_actinn.sparse import featurize_sparse
+
+    t = time.perf_counter()
+    raw = ScRNALoader(sparse=True).create_dataset(path, labels)
+    featurizer = ScRNAFeaturizer().fit(raw.to_count_matrix())
+    sparse = featurize_sparse(featurizer, raw)
+    del raw
+    dense = CellDataset(sparse.X.toarray(), sparse.y, ids=sparse.ids, genes=sparse.genes,
+                        classes=sparse.classes)
+    out["preprocess_s"] = time.perf_counter() - t
+    models = {name: ACTINNModel(len(featurizer.genes_), sparse.n_classes, seed=0,
+                                classes=sparse.classes, featurizer=featurizer, device=device)
+              for name in ("sparse", "dense")}
+    seconds: Dict[str, List[float]] = {"sparse": [], "dense": []}
+    for _ in range(rounds):
+        for name, data in (("sparse", sparse), ("dense", dense)):
+            models[name]._ensure_built()
+            t = time.perf_counter()
+            models[name].fit(data, nb_epoch=1, checkpoint_interval=0)
+            seconds[name].append(time.perf_counter() - t)
+    n = len(sparse)
+    median = {name: float(np.median(v)) for name, v in seconds.items()}
+    out.update(cells=n, genes=len(featurizer.genes_), epoch_s=seconds,
+               sparse_cells_per_s=n / median["sparse"], dense_cells_per_s=n / median["dense"],
+               ratio=median["dense"] / median["sparse"],
+               ratios=[d / s for s, d in zip(seconds["sparse"], seconds["dense"], strict=True)],
+               peak_rss_gb=_peak_rss() / 1e9)
+    return out
+
+
 def run_path(path: str, mode: str, work_root: str, device: str, threads: int
              ) -> Dict[str, Any]:
     work = os.path.join(work_root, f"{os.path.basename(path)}.{mode}")
@@ -144,10 +222,35 @@ def run_path(path: str, mode: str, work_root: str, device: str, threads: int
     return result
 
 
-def plan(n_cells: int, n_genes: int, modes: List[str]) -> List[str]:
+TOOLS = ("actinn-jax", "celltypist")
+
+
+def run_tool(path: str, tool: str, python: str, threads: int) -> Dict[str, Any]:
+    """One of :data:`TOOLS` through ``other_tools.py`` in its own interpreter."""
+    started = time.perf_counter()
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "other_tools.py")
+    done = subprocess.run([python, script, tool, path, "--threads", str(threads)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        return {"mode": tool, "error": " | ".join(tail)[-400:],
+                "wall_s": time.perf_counter() - started}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["wall_s"] = time.perf_counter() - started
+    return result
+
+
+def plan(n_cells: int, n_genes: int, modes: List[str], nnz: int = 0) -> List[str]:
     chosen = []
     for mode in modes:
-        if mode == "dense":
+        if mode in TOOLS and 20.0 * nnz > MEMORY_BUDGET:
+            # scanpy holds the whole CSR (8 bytes per entry) and normalises copies of it.
+            chosen.append(f"{mode}-skipped")
+        elif mode == "epoch-ab":
+            # Sparse features plus their dense copy (float32).
+            chosen.append(mode if 4.0 * n_cells * n_genes <= MEMORY_BUDGET
+                          else f"{mode}-skipped")
+        elif mode == "dense":
             # Dense raw float32 + float64 normalisation copies: ~32 bytes per entry.
             if 32.0 * n_cells * n_genes <= MEMORY_BUDGET:
                 chosen.append("dense")
@@ -173,7 +276,8 @@ def plot(results: List[str], out: str) -> None:
             if line.strip()]
     rows = [r for r in rows if "error" not in r and "note" not in r]
     sizes = sorted({r["n_cells"] for r in rows})
-    modes = [m for m in ("streaming", "sparse", "dense", "dense-train")
+    modes = [m for m in ("streaming", "sparse", "dense", "dense-train", "torchrun-2",
+                         "actinn-jax", "celltypist")
              if any(r["mode"] == m for r in rows)]
     metrics = [("train_cells_per_s", "training, cells/s (1 epoch)"),
                ("predict_cells_per_s", "prediction, cells/s"),
@@ -200,7 +304,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", nargs="+", required=True,
                         help="10x HDF5 files from generate_synthetic.py (labels beside them)")
-    parser.add_argument("--modes", nargs="+", default=["streaming", "sparse", "dense"])
+    parser.add_argument("--modes", nargs="+", default=["streaming", "sparse", "dense"],
+                        help="streaming, sparse, dense, epoch-ab (sparse and dense epochs "
+                        "alternated in one process), torchrun-2, actinn-jax, celltypist")
     parser.add_argument("--work-dir", default="/tmp/scale/work")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0,
@@ -208,6 +314,10 @@ def main() -> None:
     parser.add_argument("--json", help="append results to this JSON-lines file")
     parser.add_argument("--plot", metavar="PNG", help="only plot the --json files given "
                         "as --files into PNG")
+    parser.add_argument("--tools-python", nargs="+", metavar="[TOOL=]PYTHON", default=[],
+                        help="interpreter(s) with actinn-jax and celltypist installed, for the "
+                        "modes of those names: one for both, or celltypist=PATH "
+                        "actinn-jax=PATH (see other_tools.py)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plot:
@@ -219,6 +329,8 @@ def main() -> None:
         return
     import h5py
 
+    interpreters = dict(item.split("=", 1) if "=" in item else ("", item)
+                        for item in args.tools_python)
     rows = []
     for path in args.files:
         with h5py.File(path, "r") as handle:
@@ -227,9 +339,15 @@ def main() -> None:
         print(f"\n== {os.path.basename(path)}: {n_cells:,} cells x {n_genes:,} genes, "
               f"{100 * nnz / (n_cells * n_genes):.1f}% non-zero, load {os.getloadavg()[0]:.1f}",
               flush=True)
-        for mode in plan(n_cells, n_genes, args.modes):
+        for mode in plan(n_cells, n_genes, args.modes, nnz):
             if mode.endswith("-skipped"):
                 result: Dict[str, Any] = {"mode": mode, "note": "would not fit in memory"}
+            elif mode in TOOLS:
+                python = interpreters.get(mode, interpreters.get(""))
+                if python is None:
+                    print(f"{mode:>14}: skipped (no --tools-python)", flush=True)
+                    continue
+                result = run_tool(path, mode, python, args.threads)
             else:
                 result = run_path(path, mode, args.work_dir, args.device, args.threads)
             result.update(file=os.path.basename(path), n_cells=n_cells, n_genes=n_genes,
@@ -240,6 +358,13 @@ def main() -> None:
                     handle.write(json.dumps(result) + "\n")
             if "error" in result or "note" in result:
                 print(f"{mode:>14}: {result.get('error') or result.get('note')}", flush=True)
+                continue
+            if mode == "epoch-ab":
+                print(f"{mode:>14}: sparse {result['sparse_cells_per_s']:8,.0f} vs dense "
+                      f"{result['dense_cells_per_s']:8,.0f} cells/s/epoch (medians of "
+                      f"{len(result['ratios'])} alternated epochs) = {result['ratio']:.2f}x "
+                      f"(each round: {', '.join(f'{r:.2f}' for r in result['ratios'])})",
+                      flush=True)
                 continue
             print(f"{mode:>14}: preprocess {result['preprocess_s']:8.1f} s | train "
                   f"{result['train_cells_per_s']:8,.0f} cells/s/epoch | predict "

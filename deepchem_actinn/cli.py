@@ -100,7 +100,8 @@ def atomic_output(path: str) -> Any:
 # ---------------------------------------------------------------------------
 
 
-def _progress_callback(total_steps: int, quiet: bool) -> List[Callable]:
+def _progress_callback(total_steps: Optional[int], quiet: bool) -> List[Callable]:
+    """A tqdm bar advanced by fit() after each step (``None``: total unknown)."""
     if quiet:
         return []
     from tqdm.auto import tqdm
@@ -111,7 +112,7 @@ def _progress_callback(total_steps: int, quiet: bool) -> List[Callable]:
         bar.update(1)
         if step % 50 == 0:
             bar.set_postfix(lr=f"{model.current_learning_rate():.2e}", refresh=False)
-        if bar.n >= total_steps:
+        if total_steps is not None and bar.n >= total_steps:
             bar.close()
 
     return [advance]
@@ -132,6 +133,8 @@ def _epoch_checkpoints(steps_per_epoch: int) -> Callable:
 
 def cmd_train(args: argparse.Namespace) -> int:
     da = _import_quietly()
+    import numpy as np
+
     from deepchem_actinn.annotate import featurize, fit_featurizer
     from deepchem_actinn.data import ScRNALoader
     from deepchem_actinn.errors import InputError
@@ -146,18 +149,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_plots_dir(args.plots)
     if args.joint and args.query is None:
         raise InputError("--joint needs --query FILE", args.train_set)
+    if args.out_of_core is not None:
+        return _train_out_of_core(da, args)
     matrix = da.read_counts(args.train_set, key=args.key, **_read_options(args))
-    dataset = ScRNALoader().create_dataset(matrix, args.train_labels)
+    # Sparse from reading to training: the same model as dense, less memory, faster epochs.
+    dataset = ScRNALoader(sparse=True).create_dataset(matrix, args.train_labels)
     if dataset.n_classes < 2:
         raise InputError(f"the labels hold a single cell type ('{dataset.classes[0]}'); "
                          "ACTINN needs at least two", args.train_labels)
-    library = dataset.X.sum(axis=1)
+    library = np.asarray(dataset.X.sum(axis=1)).ravel()
     if (library == 0).all():
         raise InputError("every labelled cell has zero counts", args.train_set)
     if (library == 0).any():
         warnings.warn(f"{args.train_set}: dropped {int((library == 0).sum())} cells with "
                       "zero counts", stacklevel=1)
-        dataset = dataset.select([i for i, v in enumerate(library) if v > 0])
+        dataset = dataset.select(np.flatnonzero(library > 0))
     valid = None
     if args.validation_fraction is not None:  # hold out cells of every type, before fitting
         from deepchem_actinn.data import StratifiedSplitter
@@ -205,6 +211,50 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: train options the out-of-core path does not take (it streams one file, trains, saves).
+_IN_MEMORY_ONLY = {"joint": "--joint", "validation_fraction": "--validation-fraction",
+                   "plots": "--plots", "checkpoint_dir": "--checkpoint-dir",
+                   "resume": "--resume", "format": "--format", "gene_column": "--gene-column",
+                   "cells_as_rows": "--cells-as-rows"}
+
+
+def _train_out_of_core(da: Any, args: argparse.Namespace) -> int:
+    """train --out-of-core DIR: two streaming passes, shards in DIR, one chunk in memory."""
+    import shutil
+    import tempfile
+
+    from deepchem_actinn.errors import InputError
+    from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts, train_streaming
+
+    given = [flag for name, flag in _IN_MEMORY_ONLY.items() if getattr(args, name, None)]
+    if given:
+        raise InputError(f"--out-of-core does not take {', '.join(given)}", args.train_set)
+    if os.path.isfile(args.out_of_core):
+        raise InputError("--out-of-core needs a folder for the shards, not a file",
+                         args.out_of_core)
+    source = ChunkedCounts(args.train_set, layer=args.layer, gene_ids=args.gene_ids,
+                           genome=args.key)
+    restrict = ([str(g) for g in _read_query(da, args).genes] if args.query is not None
+                else None)
+    os.makedirs(args.out_of_core, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".actinn-shards-", dir=args.out_of_core)
+    settings = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
+                                  ("learning_rate", args.learning_rate)) if v is not None}
+    print(f"{PROG}: streaming {source.n_cells} cells x {len(source.genes)} genes "
+          f"({CHUNK_CELLS} at a time; shards in {work})", file=sys.stderr)
+    try:
+        model = train_streaming(source, args.train_labels, work, preset=args.preset,
+                                seed=args.seed, restrict_to=restrict,
+                                device=None if args.device == "auto" else args.device,
+                                callbacks=_progress_callback(None, args.quiet), **settings)
+        model.save(args.model_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # shards are as large as the data
+    print(f"{PROG}: {model.get_global_step()} steps, {len(model.featurizer.genes_)} genes, "
+          f"{model.n_classes} types; model saved to {args.model_dir}")
+    return 0
+
+
 def _write_table(frame: Any, path: str) -> None:
     with atomic_output(path) as temporary:
         frame.to_csv(temporary, sep="\t", float_format="%.6g")
@@ -212,6 +262,7 @@ def _write_table(frame: Any, path: str) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     da = _import_quietly()
+    from deepchem_actinn.errors import InputError
     inputs = [args.test_set, os.path.join(args.model_dir, "actinn_model.json"),
               os.path.join(args.model_dir, "weights.pt")]
     check_output_path(args.output, inputs)
@@ -219,8 +270,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_output_path(args.probabilities, inputs + [args.output], "probabilities")
     model = da.ACTINNModel.load(args.model_dir,
                                 device=None if args.device == "auto" else args.device)
-    result = da.annotate(args.test_set, model, threshold=args.threshold, key=args.key,
-                         **_read_options(args))
+    if args.chunk_cells is not None:
+        given = [flag for name, flag in _IN_MEMORY_ONLY.items() if getattr(args, name, None)]
+        if given:
+            raise InputError(f"--chunk-cells does not take {', '.join(given)}", args.test_set)
+        result = da.annotate(args.test_set, model, threshold=args.threshold,
+                             chunk_cells=args.chunk_cells, key=args.key, layer=args.layer,
+                             gene_ids=args.gene_ids)
+    else:
+        result = da.annotate(args.test_set, model, threshold=args.threshold, key=args.key,
+                             **_read_options(args))
     print(f"{PROG}: {result.overlap.summary()}", file=sys.stderr)
     table = result.to_dataframe()
     _write_table(table, args.output)
@@ -460,6 +519,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "validation curve and accuracy")
     train.add_argument("--plots", metavar="DIR",
                        help="write training_curve.png (loss and accuracy per epoch) here")
+    train.add_argument("--out-of-core", metavar="DIR",
+                       help="stream a 10x HDF5 / CSR .h5ad --train-set in chunks, training "
+                            "from shuffled shards written to DIR (removed afterwards): memory "
+                            "stays that of one chunk, for atlases")
     _add_input_options(train, "--train-set (and --query where they apply)")
     train.set_defaults(handler=cmd_train)
 
@@ -474,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="label cells below this probability 'Unassigned'")
     predict.add_argument("--key", help="HDF key of --test-set")
     predict.add_argument("--device", default="auto")
+    predict.add_argument("--chunk-cells", type=_positive_int, metavar="N",
+                         help="read a 10x HDF5 / CSR .h5ad --test-set N cells at a time "
+                              "(memory of one chunk; the same calls), e.g. 16384")
     _add_input_options(predict, "--test-set")
     predict.set_defaults(handler=cmd_predict)
 

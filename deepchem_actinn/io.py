@@ -527,6 +527,22 @@ def _keep_gene_expression(X: Matrix, genes: List[str], ids: List[str],
     return (X[:, index], [genes[i] for i in index], [ids[i] for i in index])
 
 
+def tenx_v2_genome(handle: Any, genome: Optional[str], source: str) -> str:
+    """The genome group to read from a Cell Ranger 2 HDF5 file (one group per genome)."""
+    import h5py
+
+    available = [k for k in handle.keys() if isinstance(handle[k], h5py.Group)]
+    if genome is None:
+        if len(available) != 1:
+            raise InputError(f"10x HDF5 file holds {len(available)} genomes "
+                             f"({', '.join(available[:5])}); choose one with --key", source)
+        return str(available[0])
+    if genome not in available:
+        raise InputError(f"no genome '{genome}' in 10x HDF5 file (genomes: "
+                         f"{', '.join(available)})", source)
+    return genome
+
+
 def load_10x_h5(path: PathLike, genome: Optional[str] = None,
                 gene_ids: bool = False) -> StoredCounts:
     """Load a Cell Ranger HDF5 matrix (v3 ``matrix`` group, or v2 per-genome groups)."""
@@ -546,17 +562,7 @@ def load_10x_h5(path: PathLike, genome: Optional[str] = None,
                          else None)
                 genomes = _strings(features["genome"]) if "genome" in features else None
             else:
-                available = [k for k in handle.keys() if isinstance(handle[k], h5py.Group)]
-                if genome is None:
-                    if len(available) != 1:
-                        raise InputError(f"10x HDF5 file holds {len(available)} genomes "
-                                         f"({', '.join(available[:5])}); choose one with --key",
-                                         name)
-                    genome = available[0]
-                if genome not in available:
-                    raise InputError(f"no genome '{genome}' in 10x HDF5 file (genomes: "
-                                     f"{', '.join(available)})", name)
-                group = handle[genome]
+                group = handle[tenx_v2_genome(handle, genome, name)]
                 ids = _strings(group["genes"]) if "genes" in group else []
                 names = _strings(group["gene_names"]) if "gene_names" in group else list(ids)
                 ids = ids or list(names)

@@ -6,8 +6,8 @@ DeepChem: softmax cross-entropy, Adam at 1e-4 with a staircase decay of 0.95
 every 1000 steps that really applies (the schedule sits inside the
 optimizer, where ``TorchModel`` reads it), an L2 penalty of 0.005 on the
 weights only (``tf.nn.l2_loss`` semantics, sum of squares / 2; biases are
-not penalised, unlike ``Adam(weight_decay=)``), mini-batches of 128 with no
-padding, 50 epochs.
+not penalised, unlike ``Adam(weight_decay=)``; see :class:`WeightL2Adam`),
+mini-batches of 128 with no padding, 50 epochs.
 
 A trained model is a reusable reference: :meth:`ACTINNModel.save` writes
 its genes, classes, preprocessing and hyper-parameters as JSON beside the
@@ -45,7 +45,9 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "actinn_model.json"
 WEIGHTS_FILE = "weights.pt"
 MODEL_FORMAT = "deepchem_actinn.model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
+# Version 1 stored the gene layer's weight as units x genes (nn.Linear's layout).
+_GENE_MAJOR_SINCE = 2
 
 #: Hyper-parameters of the original ACTINN (the default preset).
 ACTINN_DEFAULTS: Dict[str, Any] = {
@@ -75,6 +77,40 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "actinn": {},
     "robust": {"learning_rate": 1e-3, "input_dropout": 0.5},
 }
+
+
+class GeneLinear(nn.Module):
+    """The layer that reads the genes: ``x @ weight + bias``, ``weight`` genes x units.
+
+    The numbers of ``nn.Linear(n_genes, units)`` with ``weight`` stored
+    transposed. Gene-major storage is what a sparse batch needs: its forward
+    gathers the weight rows of each cell's expressed genes and its gradient
+    arrives gene by gene (:func:`~deepchem_actinn.sparse.sparse_linear`),
+    with no transposed copy of the network's largest matrix at each step.
+    Dense batches are an ordinary matrix product.
+
+    Examples
+    --------
+    >>> import torch
+    >>> layer = GeneLinear(6, 2)
+    >>> tuple(layer.weight.shape), tuple(layer(torch.ones(3, 6)).shape)
+    ((6, 2), (3, 2))
+    """
+
+    def __init__(self, in_features: int, out_features: int,
+                 generator: Optional[torch.Generator] = None) -> None:
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        # Xavier-uniform drawn as nn.Linear's (units x genes), so seeds keep their weights.
+        weight = torch.empty(self.out_features, self.in_features)
+        nn.init.xavier_uniform_(weight, generator=generator)
+        self.weight = nn.Parameter(weight.t().contiguous())
+        self.bias = nn.Parameter(torch.zeros(self.out_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.layout == torch.strided:
+            return torch.addmm(self.bias, x, self.weight)
+        return sparse_linear(x, self.weight, self.bias)
 
 
 class ActinnClassifier(nn.Module):
@@ -116,28 +152,29 @@ class ActinnClassifier(nn.Module):
         super().__init__()
         self.dropout_seed = dropout_seed
         self._dropout_generators: Dict[str, torch.Generator] = {}
-        sizes = [int(n_genes)] + [int(h) for h in hidden_sizes]
-        self.hidden = nn.ModuleList(
-            nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-        self.output = nn.Linear(sizes[-1], int(n_classes))
+        sizes = [int(n_genes)] + [int(h) for h in hidden_sizes] + [int(n_classes)]
+        # The layer that sees the genes is a GeneLinear (sparse batches, gene-major weights).
+        linear = [GeneLinear(a, b, generator) if i == 0 else nn.Linear(a, b)
+                  for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))]
+        self.hidden = nn.ModuleList(linear[:-1])
+        self.output = linear[-1]
         self.input_dropout = nn.Dropout(float(input_dropout))
         # Temperature scaling (1 = none); a buffer so it is saved with the weights.
         self.register_buffer("temperature", torch.ones(()))
-        for layer in self.layers():
+        for layer in linear[1:]:
             nn.init.xavier_uniform_(layer.weight, generator=generator)
             nn.init.zeros_(layer.bias)
 
-    def layers(self) -> List[nn.Linear]:
-        """The linear layers, input to output."""
-        return [layer for layer in self.hidden if isinstance(layer, nn.Linear)] + [self.output]
+    def layers(self) -> List[nn.Module]:
+        """The linear layers, input to output (the first one a :class:`GeneLinear`)."""
+        return list(self.hidden) + [self.output]
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if x.layout != torch.strided and self.training and self.input_dropout.p > 0:
             x = x.to_dense()  # dropout needs a dense input
         h = self._drop_inputs(x) if x.layout == torch.strided else x
         for layer in self.hidden:
-            # A sparse batch (SparseCellDataset) meets a sparse first layer.
-            h = F.relu(layer(h) if h.layout == torch.strided else sparse_linear(h, layer))
+            h = F.relu(layer(h))
         logits = self.output(h)
         probs = F.softmax(logits / self.temperature, dim=-1)
         return probs.unsqueeze(1), logits.unsqueeze(1), h
@@ -163,13 +200,6 @@ class ActinnClassifier(nn.Module):
                           device=x.device) >= rate
         return x * keep / (1.0 - rate)
 
-    def weight_penalty(self) -> torch.Tensor:
-        """Sum of squared weights / 2 (``tf.nn.l2_loss``), biases excluded."""
-        penalty = torch.zeros((), device=self.output.weight.device)
-        for layer in self.layers():
-            penalty = penalty + layer.weight.pow(2).sum()
-        return penalty / 2
-
 
 def _balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     """``n / (k * n_c)`` per class (scikit-learn's "balanced"); absent classes get 0."""
@@ -179,6 +209,48 @@ def _balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     weights = np.zeros(n_classes)
     weights[present] = counts.sum() / (present.sum() * counts[present])
     return weights
+
+
+class WeightL2Adam(Adam):
+    """DeepChem's ``Adam`` with ACTINN's L2 penalty on weight matrices only.
+
+    ACTINN adds ``l2 * sum(W**2) / 2`` (``tf.nn.l2_loss``) over its weights to
+    the loss, i.e. ``l2 * W`` to their gradients: exactly what torch's Adam
+    ``weight_decay`` adds before the moment updates. Applying it there, in a
+    parameter group of the weights alone (biases get none, unlike
+    ``Adam(weight_decay=)``), trains the same network without a second pass
+    over the weights for the penalty, and lets the whole update run as one
+    fused kernel where torch has one. Reported losses are the cross-entropy
+    alone.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Linear(3, 2)
+    >>> groups = WeightL2Adam(learning_rate=1e-3, l2=0.005)._create_pytorch_optimizer(
+    ...     net.parameters()).param_groups
+    >>> [(len(g["params"]), g["weight_decay"]) for g in groups]
+    [(1, 0.005), (1, 0.0)]
+    """
+
+    def __init__(self, learning_rate: Any = 1e-4, l2: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        self.l2 = float(l2)
+
+    def _create_pytorch_optimizer(self, params: Iterable[torch.Tensor]) -> torch.optim.Adam:
+        params = list(params)
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": self.l2},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        groups = [group for group in groups if group["params"]]
+        lr = (self.learning_rate.initial_rate if isinstance(
+            self.learning_rate, dc.models.optimizers.LearningRateSchedule)
+            else self.learning_rate)
+        options = {"lr": lr, "betas": (self.beta1, self.beta2), "eps": self.epsilon}
+        try:
+            # One kernel for the whole update (torch >= 2.4 on CPU, CUDA).
+            return torch.optim.Adam(groups, fused=True, **options)  # type: ignore[arg-type]
+        except (RuntimeError, TypeError, ValueError):
+            return torch.optim.Adam(groups, **options)  # type: ignore[arg-type]
 
 
 def _schedule_value(schedule: Any, step: int) -> float:
@@ -315,9 +387,7 @@ class ACTINNModel(dc.models.TorchModel):
             batch_size=int(settings["batch_size"]),
             # TorchModel ignores learning_rate= when optimizer= is given: the
             # schedule must live inside the optimizer to be applied at all.
-            optimizer=Adam(learning_rate=schedule),
-            regularization_loss=(lambda: l2_weight * module.weight_penalty())
-            if l2_weight > 0 else None,
+            optimizer=WeightL2Adam(learning_rate=schedule, l2=l2_weight),
             device=torch.device(device) if isinstance(device, str) else device,
             **kwargs)
         self._shuffle_rng = np.random.default_rng(self.seed)
@@ -657,6 +727,8 @@ class ACTINNModel(dc.models.TorchModel):
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
                                                   for v in state.values()):
             raise ModelFileError(f"{WEIGHTS_FILE} is not a tensor state dict", folder)
+        if int(meta["format_version"]) < _GENE_MAJOR_SINCE:
+            state = _gene_major(state, model.model)
         expected = model.model.state_dict()
         if set(state) != set(expected) or any(state[k].shape != expected[k].shape
                                               for k in expected):
@@ -700,7 +772,7 @@ def read_model_metadata(directory: str) -> Dict[str, Any]:
                              directory)
     if not isinstance(version, int) or version > MODEL_FORMAT_VERSION or version < 1:
         raise ModelFileError(f"model format version {version!r} is not supported by this "
-                             f"deepchem_actinn (reads version {MODEL_FORMAT_VERSION}); "
+                             f"deepchem_actinn (reads versions 1-{MODEL_FORMAT_VERSION}); "
                              "upgrade the package or retrain", directory)
     # Saved models carry a digest of their metadata: a hand edit (or damage) is caught
     # here. Deleting the field accepts deliberate edits; the checks below still apply.
@@ -720,6 +792,15 @@ def read_model_metadata(directory: str) -> Dict[str, Any]:
     if not isinstance(genes, list) or len(genes) != meta["n_genes"]:
         raise ModelFileError(f"{MODEL_FILE}: gene list does not match n_genes", directory)
     return meta
+
+
+def _gene_major(state: Dict[str, Any], net: ActinnClassifier) -> Dict[str, Any]:
+    """A version-1 state dict with its gene layer's weight transposed to genes x units."""
+    key = "hidden.0.weight" if len(net.hidden) else "output.weight"
+    value = state.get(key)
+    if isinstance(value, torch.Tensor) and value.ndim == 2:
+        state = {**state, key: value.t().contiguous()}
+    return state
 
 
 def _load_tensors(path: str, device: Any) -> Any:

@@ -22,23 +22,21 @@ whole pipeline; :func:`predict_streaming` annotates a file chunk by chunk.
 
 Command line::
 
-    python -m deepchem_actinn.streaming train --train-set atlas.h5 \\
-        --train-labels labels.tsv --model-dir model --work-dir /scratch/shards
-    python -m deepchem_actinn.streaming predict --model-dir model \\
-        --test-set query.h5 --output predictions.tsv
+    deepchem-actinn train --train-set atlas.h5 --train-labels labels.tsv \\
+        --model-dir model --out-of-core /scratch/shards
+    deepchem-actinn predict --model-dir model --test-set query.h5 \\
+        --output predictions.tsv --chunk-cells 16384
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import deepchem as dc
 import numpy as np
@@ -46,8 +44,15 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from deepchem_actinn.errors import ActinnError, InputError
-from deepchem_actinn.io import PathLike, _strings, check_counts, detect_format, read_labels
+from deepchem_actinn.errors import InputError
+from deepchem_actinn.io import (
+    PathLike,
+    _strings,
+    check_counts,
+    detect_format,
+    read_labels,
+    tenx_v2_genome,
+)
 from deepchem_actinn.preprocessing import (
     ScRNAFeaturizer,
     coefficient_of_variation,
@@ -73,11 +78,11 @@ _GENE_EXPRESSION = "Gene Expression"
 class ChunkedCounts:
     """A cells x genes sparse count matrix on disk, read a chunk of cells at a time.
 
-    Reads Cell Ranger v3 HDF5 (``matrix/{data,indices,indptr,shape}``,
-    ``features/name``, ``barcodes``; non "Gene Expression" features are
-    dropped) and ``.h5ad`` files whose ``X`` (or ``layers/<layer>``) is a
-    CSR matrix. Gene names are upper-cased and the first of duplicates kept,
-    as :func:`~deepchem_actinn.io.read_counts` does.
+    Reads Cell Ranger HDF5 (v3 ``matrix`` group, or v2 per-genome groups:
+    genes x cells CSC arrays, i.e. cells x genes CSR rows; non "Gene
+    Expression" features are dropped) and ``.h5ad`` files whose ``X`` (or
+    ``layers/<layer>``) is a CSR matrix. Gene names are upper-cased and the
+    first of duplicates kept, as :func:`~deepchem_actinn.io.read_counts` does.
 
     Parameters
     ----------
@@ -87,10 +92,12 @@ class ChunkedCounts:
         ``.h5ad`` layer to read instead of ``X``.
     gene_ids: bool
         10x: use the Ensembl ids instead of the gene symbols.
+    genome: str, optional
+        10x: the genome to read (needed when a file holds several).
     """
 
     def __init__(self, path: PathLike, layer: Optional[str] = None,
-                 gene_ids: bool = False) -> None:
+                 gene_ids: bool = False, genome: Optional[str] = None) -> None:
         import h5py
 
         self.path = os.fspath(path)
@@ -99,19 +106,27 @@ class ChunkedCounts:
             raise InputError(f"streaming reads 10x HDF5 or .h5ad files, not {self.kind}; "
                              "convert the file (deepchem-actinn convert) or load it in memory",
                              self.path)
+        genomes: Optional[List[str]] = None
         with h5py.File(self.path, "r") as handle:
             if self.kind == "10x-h5":
-                if "matrix" not in handle:
-                    raise InputError("10x HDF5 file in the v2 layout (per-genome groups) is "
-                                     "not streamed; use Cell Ranger v3 output", self.path)
-                group = handle["matrix"]
-                self._group = "matrix"
-                features = group["features"]
-                names = _strings(features["id" if gene_ids and "id" in features else "name"])
-                types = (_strings(features["feature_type"]) if "feature_type" in features
-                         else None)
+                if "matrix" in handle:
+                    self._group = "matrix"
+                    features = handle["matrix/features"]
+                    names = _strings(features["id" if gene_ids and "id" in features
+                                              else "name"])
+                    types = (_strings(features["feature_type"]) if "feature_type" in features
+                             else None)
+                    if genome is not None and "genome" in features:
+                        genomes = _strings(features["genome"])
+                else:  # Cell Ranger 2: one group per genome
+                    self._group = tenx_v2_genome(handle, genome, self.path)
+                    v2 = handle[self._group]
+                    field = "genes" if gene_ids or "gene_names" not in v2 else "gene_names"
+                    names = _strings(v2[field])
+                    types = None
+                group = handle[self._group]
                 n_genes, n_cells = (int(v) for v in group["shape"][()])
-                self._barcodes = "matrix/barcodes"
+                self._barcodes = f"{self._group}/barcodes"
             else:
                 self._group = "X" if layer is None else f"layers/{layer}"
                 if self._group not in handle:
@@ -136,6 +151,11 @@ class ChunkedCounts:
         keep = np.ones(n_genes, dtype=bool)
         if types is not None:
             keep &= np.asarray([t == _GENE_EXPRESSION for t in types])
+        if genomes is not None:
+            if genome not in set(genomes):
+                raise InputError(f"no genome '{genome}' among the features (genomes: "
+                                 f"{', '.join(sorted(set(genomes)))})", self.path)
+            keep &= np.asarray(genomes) == genome
         upper = np.asarray([str(g).upper() for g in names], dtype=object)
         # Then the first of each duplicated upper-cased name, as read_counts does.
         kept_index = np.flatnonzero(keep)
@@ -575,20 +595,23 @@ def fit_on_shards(model: Any, shards: ShardedCellDataset, nb_epoch: Optional[int
     return float(model.fit_generator(shard_generator(model, shards, epochs), **fit_kwargs))
 
 
-def train_streaming(counts: PathLike, labels: Union[PathLike, pd.Series], work_dir: PathLike,
+def train_streaming(counts: Union[PathLike, ChunkedCounts], labels: Union[PathLike, pd.Series],
+                    work_dir: PathLike,
                     *, preset: str = "actinn", seed: int = 0,
                     device: Optional[Union[str, torch.device]] = None,
                     chunk_cells: int = CHUNK_CELLS, shard_cells: int = SHARD_CELLS,
                     buffer_shards: int = 4, restrict_to: Optional[Sequence[str]] = None,
+                    callbacks: Union[Callable, List[Callable]] = [],
                     **model_kwargs: Any) -> Any:
     """Both passes, then training from shards: :func:`train_reference` for files of any size.
 
     ``work_dir`` receives the shards (delete it afterwards); the returned
-    model saves like any other (``model.save(dir)``).
+    model saves like any other (``model.save(dir)``). ``callbacks`` are
+    DeepChem ``fit`` callbacks, called after every step.
     """
     from deepchem_actinn.model import ACTINNModel
 
-    source = ChunkedCounts(counts)
+    source = counts if isinstance(counts, ChunkedCounts) else ChunkedCounts(counts)
     featurizer, stats = fit_featurizer_streaming(source, labels, restrict_to=restrict_to,
                                                  chunk_cells=chunk_cells)
     if len(stats.classes) < 2:
@@ -602,7 +625,7 @@ def train_streaming(counts: PathLike, labels: Union[PathLike, pd.Series], work_d
     model = ACTINNModel(len(featurizer.genes_), len(stats.classes), preset=preset,
                         classes=stats.classes, featurizer=featurizer, seed=seed,
                         device=device, **model_kwargs)
-    fit_on_shards(model, shards)
+    fit_on_shards(model, shards, callbacks=callbacks, checkpoint_interval=0)
     return model
 
 
@@ -637,69 +660,11 @@ def chunk_transform(featurizer: ScRNAFeaturizer, genes: np.ndarray) -> Any:
 
 def predict_streaming(model: Any, counts: PathLike, chunk_cells: int = CHUNK_CELLS
                       ) -> Tuple[np.ndarray, np.ndarray]:
-    """Class probabilities of every cell of a file, chunk by chunk: ``(ids, probabilities)``."""
-    from deepchem_actinn.annotate import predict_outputs
+    """Class probabilities of every cell of a file, chunk by chunk: ``(ids, probabilities)``.
 
-    source = ChunkedCounts(counts)
-    model.featurizer.check_overlap(source.genes, source.path)
-    transform = chunk_transform(model.featurizer, source.genes)
-    ids, probs = [], []
-    for _, X, chunk_ids in source.chunks(chunk_cells):
-        p, _ = predict_outputs(model, transform(X))
-        ids.append(chunk_ids)
-        probs.append(p)
-    return np.concatenate(ids), np.concatenate(probs)
+    ``annotate(counts, model, chunk_cells=...)`` gives the same with names.
+    """
+    from deepchem_actinn.annotate import annotate
 
-
-# -- command line -----------------------------------------------------------------------------
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m deepchem_actinn.streaming train|predict``."""
-    parser = argparse.ArgumentParser(prog="python -m deepchem_actinn.streaming",
-                                     description="Out-of-core ACTINN on 10x HDF5 / .h5ad files")
-    commands = parser.add_subparsers(dest="command", required=True)
-    train = commands.add_parser("train")
-    train.add_argument("--train-set", required=True)
-    train.add_argument("--train-labels", required=True)
-    train.add_argument("--model-dir", required=True)
-    train.add_argument("--work-dir", required=True, help="folder for the shards")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", help="cpu, cuda, cuda:1 (default: a GPU if present)")
-    train.add_argument("--chunk-cells", type=int, default=CHUNK_CELLS)
-    predict = commands.add_parser("predict")
-    predict.add_argument("--model-dir", required=True)
-    predict.add_argument("--test-set", required=True)
-    predict.add_argument("--output", required=True)
-    predict.add_argument("--device")
-    predict.add_argument("--chunk-cells", type=int, default=CHUNK_CELLS)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "train":
-            extra = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size))
-                     if v is not None}
-            model = train_streaming(args.train_set, args.train_labels, args.work_dir,
-                                    seed=args.seed, device=args.device,
-                                    chunk_cells=args.chunk_cells, **extra)
-            print(model.save(args.model_dir))
-        else:
-            from deepchem_actinn.model import ACTINNModel
-
-            model = ACTINNModel.load(args.model_dir, device=args.device)
-            ids, probs = predict_streaming(model, args.test_set, args.chunk_cells)
-            frame = pd.DataFrame({"cell_type": model.classes[probs.argmax(axis=1)],
-                                  "probability": probs.max(axis=1)},
-                                 index=pd.Index(ids, name="cell_id"))
-            partial = args.output + ".partial"
-            frame.to_csv(partial, sep="\t")
-            os.replace(partial, args.output)
-    except ActinnError as exc:
-        print(f"deepchem_actinn.streaming: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    result = annotate(os.fspath(counts), model, chunk_cells=chunk_cells)
+    return result.cell_ids, result.probabilities

@@ -90,21 +90,58 @@ def test_learning_rate_schedule_really_applies(small):
     assert seen[steps] < seen[1]
 
 
-def test_l2_penalises_weights_not_biases(small):
+def test_l2_penalises_weights_not_biases():
+    model = ACTINNModel(n_genes=12, n_classes=3, l2=0.005)
+    model._ensure_built()
+    decay = {id(p): group["weight_decay"] for group in model._pytorch_optimizer.param_groups
+             for p in group["params"]}
+    for layer in model.model.layers():
+        assert decay[id(layer.weight)] == 0.005 and decay[id(layer.bias)] == 0.0
+    assert len(decay) == len(list(model.model.parameters()))
+    assert ACTINNModel(5, 2, l2=0).optimizer.l2 == 0.0
+
+
+def test_training_follows_actinns_loss_with_the_l2_term(small):
+    """Same weights as plain Adam on cross-entropy + 0.005 * sum(W**2) / 2 (tf.nn.l2_loss)."""
     features, featurizer = small
-    model = ACTINNModel(len(featurizer.genes_), features.n_classes, l2=0.005)
-    net = model.model
-    expected = 0.005 * sum(float((layer.weight ** 2).sum()) for layer in net.layers()) / 2
-    assert float(model.regularization_loss()) == pytest.approx(expected, rel=1e-6)
-    with torch.no_grad():
-        for layer in net.layers():
-            layer.bias.fill_(3.0)
-    assert float(model.regularization_loss()) == pytest.approx(expected, rel=1e-6)
-    # The penalty is part of the training loss: with every sample weight 0 it is all of it.
-    silent = CellDataset(features.X[:64], features.y[:64], np.zeros((64, 1)))
-    loss = model.fit(silent, nb_epoch=1, checkpoint_interval=0)
-    assert loss == pytest.approx(expected, rel=1e-5)
-    assert ACTINNModel(5, 2, l2=0).regularization_loss is None
+    X = torch.as_tensor(features.X[:96])
+    y = torch.as_tensor(features.y[:96].ravel())
+    # One full batch per epoch: the shuffled order cannot change the gradient.
+    model = ACTINNModel(len(featurizer.genes_), features.n_classes, seed=3, batch_size=96)
+    model.fit(CellDataset(features.X[:96], features.y[:96]), nb_epoch=6, checkpoint_interval=0)
+    reference = ActinnClassifier(len(featurizer.genes_), features.n_classes,
+                                 generator=torch.Generator().manual_seed(3))
+    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-4)
+    for _ in range(6):
+        optimizer.zero_grad()
+        logits = reference(X)[1].squeeze(1)
+        penalty = sum((layer.weight ** 2).sum() for layer in reference.layers()) / 2
+        (torch.nn.functional.cross_entropy(logits, y) + 0.005 * penalty).backward()
+        optimizer.step()
+    for ours, theirs in zip(model.model.parameters(), reference.parameters(), strict=True):
+        assert torch.allclose(ours, theirs, atol=1e-6)
+    assert not torch.allclose(model.model.output.weight,
+                              ActinnClassifier(len(featurizer.genes_), features.n_classes,
+                                               generator=torch.Generator().manual_seed(3)
+                                               ).output.weight, atol=1e-6)
+
+
+def test_loads_models_saved_in_format_version_1(trained, tmp_path):
+    """Version 1 stored the gene layer as units x genes; it loads and predicts the same."""
+    from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, _metadata_digest, _sha256
+
+    folder = trained.save(tmp_path / "v2")
+    state = torch.load(os.path.join(folder, WEIGHTS_FILE), weights_only=True)
+    state["hidden.0.weight"] = state["hidden.0.weight"].t().contiguous()
+    torch.save(state, os.path.join(folder, WEIGHTS_FILE))
+    meta = json.load(open(os.path.join(folder, MODEL_FILE)))
+    meta.update(format_version=1, weights_sha256=_sha256(os.path.join(folder, WEIGHTS_FILE)))
+    meta["metadata_sha256"] = _metadata_digest(meta)
+    json.dump(meta, open(os.path.join(folder, MODEL_FILE), "w"))
+    assert state["hidden.0.weight"].shape == (100, trained.n_genes)
+    old = ACTINNModel.load(folder)
+    features = CellDataset(np.random.default_rng(0).random((20, trained.n_genes)))
+    assert np.allclose(old.predict_proba(features), trained.predict_proba(features), atol=1e-6)
 
 
 def test_sample_weights_are_honoured(small):

@@ -8,7 +8,7 @@ import torch
 
 from deepchem_actinn.annotate import featurize, train_reference
 from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
-from deepchem_actinn.model import ACTINNModel
+from deepchem_actinn.model import ACTINNModel, GeneLinear
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
 from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse, sparse_linear, to_torch_csr
 
@@ -71,12 +71,18 @@ def test_sparse_linear_matches_dense_values_and_gradients():
     X = sp.random(37, 50, density=0.1, format="csr", dtype=np.float32, random_state=rng)
     X = sp.csr_matrix(sp.diags((np.arange(37) != 5).astype(np.float32)) @ X)  # row 5 empty
     assert X[5].nnz == 0
-    layer = torch.nn.Linear(50, 7)
-    out_dense = layer(torch.as_tensor(X.toarray()))
+    layer = GeneLinear(50, 7, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        layer.bias.uniform_(-1, 1)
+    reference = torch.nn.Linear(50, 7)  # the same numbers in nn.Linear's layout
+    with torch.no_grad():
+        reference.weight.copy_(layer.weight.t())
+        reference.bias.copy_(layer.bias)
+    out_dense = reference(torch.as_tensor(X.toarray()))
     (out_dense ** 2).sum().backward()
-    grads = [p.grad.clone() for p in layer.parameters()]
-    layer.zero_grad()
-    out_sparse = sparse_linear(to_torch_csr(X), layer)
+    assert torch.allclose(layer(torch.as_tensor(X.toarray())), out_dense, atol=1e-5)
+    grads = [reference.weight.grad.t(), reference.bias.grad]
+    out_sparse = sparse_linear(to_torch_csr(X), layer.weight, layer.bias)
     (out_sparse ** 2).sum().backward()
     assert torch.allclose(out_sparse, out_dense, atol=1e-5)
     for grad, param in zip(grads, layer.parameters(), strict=True):

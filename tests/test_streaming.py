@@ -1,5 +1,6 @@
 """Out-of-core path: streamed statistics and shards equal the in-memory featurizer."""
 
+import contextlib
 import os
 
 import h5py
@@ -8,7 +9,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from deepchem_actinn.annotate import featurize
+from deepchem_actinn import cli
+from deepchem_actinn.annotate import annotate, featurize
 from deepchem_actinn.data import ScRNALoader
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.io import read_counts, read_labels
@@ -20,7 +22,6 @@ from deepchem_actinn.streaming import (
     chunk_transform,
     fit_featurizer_streaming,
     fit_on_shards,
-    main,
     predict_streaming,
     train_streaming,
     write_shards,
@@ -169,20 +170,83 @@ def test_training_from_shards_and_streaming_prediction(files, tmp_path):
     assert fit_on_shards(other, shards, nb_epoch=1) > 0
 
 
-def test_command_line_and_errors(files, tmp_path, capsys):
-    assert main(["train", "--train-set", files["10x"], "--train-labels", files["labels"],
-                 "--model-dir", os.fspath(tmp_path / "m"), "--work-dir",
-                 os.fspath(tmp_path / "w"), "--epochs", "1", "--device", "cpu"]) == 0
-    output = tmp_path / "pred.tsv"
-    assert main(["predict", "--model-dir", os.fspath(tmp_path / "m"), "--test-set",
-                 files["10x"], "--output", os.fspath(output)]) == 0
-    table = pd.read_csv(output, sep="\t", index_col=0)
-    assert len(table) == 1000 and list(table.columns) == ["cell_type", "probability"]
+def test_command_line_out_of_core_train_and_chunked_predict(files, tmp_path, capsys):
+    scratch = tmp_path / "scratch"
+    assert cli.main(["train", "--train-set", files["10x"], "--train-labels", files["labels"],
+                     "--model-dir", os.fspath(tmp_path / "m"), "--out-of-core",
+                     os.fspath(scratch), "--epochs", "2", "--device", "cpu", "--quiet"]) == 0
+    assert os.listdir(scratch) == []  # the shards (as large as the data) are removed
+    assert ACTINNModel.load(tmp_path / "m").get_global_step() == 2 * -(-980 // 128)
+    chunked, whole = tmp_path / "chunked.tsv", tmp_path / "whole.tsv"
+    for output, extra in ((chunked, ["--chunk-cells", "300"]), (whole, [])):
+        assert cli.main(["predict", "--model-dir", os.fspath(tmp_path / "m"), "--test-set",
+                         files["10x"], "--output", os.fspath(output), *extra]) == 0
+    # Chunk by chunk, the same calls and probabilities (to 6 digits) as reading it whole.
+    assert chunked.read_text() == whole.read_text()
+    assert len(pd.read_csv(chunked, sep="\t", index_col=0)) == 1000
+
+
+def test_annotate_in_chunks_equals_annotate(files, tmp_path):
+    model = train_streaming(files["h5ad"], files["labels"], tmp_path / "work", epochs=2,
+                            seed=0, device="cpu")
+    whole = annotate(files["h5ad"], model, threshold=0.6)
+    chunked = annotate(files["h5ad"], model, threshold=0.6, chunk_cells=77)
+    assert chunked.cell_ids.tolist() == whole.cell_ids.tolist()
+    # Only the hidden layers' batch shapes differ (GEMM blocking): float rounding.
+    assert np.allclose(chunked.probabilities, whole.probabilities, rtol=0, atol=1e-6)
+    assert np.allclose(chunked.embedding, whole.embedding, rtol=1e-6, atol=1e-6)
+    assert chunked.labels.tolist() == whole.labels.tolist()
+    assert chunked.overlap == whole.overlap
+    ids, probs = predict_streaming(model, files["h5ad"], chunk_cells=500)
+    assert np.allclose(probs, whole.probabilities, rtol=0, atol=1e-6)
+    assert ids.tolist() == whole.cell_ids.tolist()
+
+
+def test_10x_v2_files_stream_with_their_genome(files, tmp_path):
+    matrix = read_counts(files["10x"])
+    path = tmp_path / "v2.h5"
+    genes_x_cells = sp.csc_matrix(matrix.X.T)
+    with h5py.File(path, "w") as handle:
+        for genome in ("hg19", "mm10"):
+            group = handle.create_group(genome)
+            group["data"] = genes_x_cells.data.astype(np.int32)
+            group["indices"] = genes_x_cells.indices.astype(np.int64)
+            group["indptr"] = genes_x_cells.indptr.astype(np.int64)
+            group["shape"] = np.array(genes_x_cells.shape, np.int32)
+            group["barcodes"] = np.array([c.encode() for c in matrix.cells])
+            group["genes"] = np.array([f"ENSG{i:05d}".encode() for i in range(len(matrix.genes))])
+            group["gene_names"] = np.array([g.encode() for g in matrix.genes])
+    with pytest.raises(InputError, match="2 genomes.*--key"):
+        ChunkedCounts(path)
+    chunked = ChunkedCounts(path, genome="mm10")
+    assert chunked.genes.tolist() == matrix.genes.tolist()
+    parts = [X for _, X, _ in chunked.chunks(333)]
+    assert (sp.vstack(parts) != sp.csr_matrix(matrix.X)).nnz == 0
+    assert ChunkedCounts(path, genome="mm10", gene_ids=True).genes[0] == "ENSG00000"
+
+
+def test_out_of_core_errors_are_one_line_and_leave_nothing(files, tmp_path, capsys):
     pandas_file = tmp_path / "x.h5"
     pd.DataFrame([[1, 2]], index=["G"], columns=["a", "b"]).to_hdf(pandas_file, key="dge")
     with pytest.raises(InputError, match="streaming reads 10x HDF5 or .h5ad"):
         ChunkedCounts(pandas_file)
-    assert main(["predict", "--model-dir", os.fspath(tmp_path / "m"), "--test-set",
-                 os.fspath(pandas_file), "--output", os.fspath(tmp_path / "o.tsv")]) == 2
-    assert "x.h5: streaming reads" in capsys.readouterr().err
-    assert not (tmp_path / "o.tsv").exists()
+    cases = [
+        (["train", "--train-set", pandas_file, "--train-labels", files["labels"],
+          "--model-dir", tmp_path / "m", "--out-of-core", tmp_path / "s"],
+         "x.h5: streaming reads 10x HDF5 or .h5ad files, not pandas-hdf"),
+        (["train", "--train-set", files["10x"], "--train-labels", files["labels"],
+          "--model-dir", tmp_path / "m", "--out-of-core", tmp_path / "s",
+          "--validation-fraction", "0.2"], "--out-of-core does not take --validation-fraction"),
+        (["predict", "--model-dir", tmp_path / "none", "--test-set", files["10x"],
+          "--output", tmp_path / "o.tsv", "--chunk-cells", "0"], None),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) if message is None else contextlib.nullcontext():
+            assert cli.main([os.fspath(a) for a in argv]) == 2
+        err = capsys.readouterr().err.strip()
+        if message is not None:
+            assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "o.tsv").exists()
+    assert not (tmp_path / "s").exists() or os.listdir(tmp_path / "s") == []
+
