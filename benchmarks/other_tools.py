@@ -3,10 +3,11 @@
 They need scanpy (and jax), which this project does not, so they live in an
 interpreter of their own and ``scale.py`` runs this file with it:
 
-    python3.11 -m venv /tmp/tools
-    /tmp/tools/bin/pip install actinn-jax==0.3.1 celltypist==1.7.1
-    python benchmarks/scale.py --files synth_100k.h5 --tools-python /tmp/tools/bin/python \\
-        --modes sparse actinn-jax celltypist
+    python3.11 -m venv /tmp/aj && /tmp/aj/bin/pip install actinn-jax==0.3.1
+    python3.11 -m venv /tmp/ct && /tmp/ct/bin/pip install celltypist==1.7.1 "scipy<1.11" \\
+        "numpy<2" "anndata<0.11" "scanpy<1.11"
+    python benchmarks/scale.py --files synth_100k.h5 --modes sparse actinn-jax celltypist \\
+        --tools-python actinn-jax=/tmp/aj/bin/python celltypist=/tmp/ct/bin/python
 
 One run prints one JSON line with the keys ``scale.py`` prints for its own
 paths. Each tool is run as its documentation suggests for a large reference,
@@ -18,8 +19,10 @@ with one pass over the cells where it has a notion of epochs:
 * CellTypist: scanpy ``normalize_total(1e4)`` + ``log1p`` (preprocessing),
   ``train(use_SGD=True, mini_batch=True, epochs=1, with_mean=False)`` (its
   large-data mode: SGD logistic regression on batches of 1,000 cells, sparse
-  input kept sparse), ``annotate`` without majority voting, on dense blocks of
-  10,000 cells (1.7.1 fails on a sparse ``X`` with scipy >= 1.11).
+  input kept sparse), ``annotate`` without majority voting. celltypist 1.7.1
+  cannot annotate a sparse ``X`` with scipy >= 1.11 (a CSR divided by an array
+  becomes a COO it then assigns into), and jax needs scipy >= 1.14, so each
+  tool gets its own interpreter.
 """
 
 from __future__ import annotations
@@ -70,7 +73,6 @@ def actinn_jax(path: str) -> Dict[str, Any]:
 
 def celltypist(path: str) -> Dict[str, Any]:
     import celltypist as ct
-    import numpy as np
     import scanpy as sc
 
     t = time.perf_counter()
@@ -85,16 +87,9 @@ def celltypist(path: str) -> Dict[str, Any]:
                      with_mean=False, n_jobs=1)
     out["train_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    # celltypist 1.7.1 cannot annotate a sparse X with current scipy (a CSR divided by an
-    # array becomes a COO, which it then assigns into), so it gets dense blocks of cells.
-    called = []
-    for start in range(0, adata.n_obs, 10_000):
-        block = adata[start:start + 10_000].copy()
-        block.X = block.X.toarray()
-        result = ct.annotate(block, model=model, majority_voting=False)
-        called.append(result.predicted_labels["predicted_labels"].astype(str).to_numpy())
+    result = ct.annotate(adata, model=model, majority_voting=False)
     out["predict_s"] = time.perf_counter() - t
-    called = np.concatenate(called)
+    called = result.predicted_labels["predicted_labels"].astype(str).to_numpy()
     out["accuracy_1_epoch"] = float((called == adata.obs["cell_type"].to_numpy()).mean())
     out["train_note"] = "cells seen: min(n, 100 batches x 1,000)"
     out["n"] = adata.n_obs

@@ -55,6 +55,10 @@ def worker(path: str, mode: str, work_dir: str, device: str, threads: int) -> Di
     _quiet()
     import torch
 
+    from deepchem_actinn.tuning import reuse_freed_memory
+
+    reuse_freed_memory()  # as deepchem-actinn train does, for every path alike
+
     if threads:
         torch.set_num_threads(threads)
 
@@ -246,6 +250,9 @@ def plan(n_cells: int, n_genes: int, modes: List[str], nnz: int = 0) -> List[str
         if mode in TOOLS and 20.0 * nnz > MEMORY_BUDGET:
             # scanpy holds the whole CSR (8 bytes per entry) and normalises copies of it.
             chosen.append(f"{mode}-skipped")
+        elif mode == "torchrun-2" and 20.0 * nnz > MEMORY_BUDGET:
+            # Ranks hold their cells raw, featurised and in float64 while featurising.
+            chosen.append(f"{mode}-skipped")
         elif mode == "epoch-ab":
             # Sparse features plus their dense copy (float32).
             chosen.append(mode if 4.0 * n_cells * n_genes <= MEMORY_BUDGET
@@ -295,8 +302,10 @@ def plot(results: List[str], out: str) -> None:
         axis.set_title(title)
         axis.set_xlabel("cells (x 15,000 genes)")
     axes[2].axhline(6, color="black", linestyle="--", linewidth=0.8)
-    axes[0].legend(fontsize=8)
-    figure.tight_layout()
+    handles, names = axes[0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="upper center", ncol=len(modes), fontsize=8,
+                  frameon=False)
+    figure.tight_layout(rect=(0, 0, 1, 0.92))
     figure.savefig(out, dpi=110)
 
 

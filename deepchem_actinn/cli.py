@@ -135,6 +135,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     da = _import_quietly()
     import numpy as np
 
+    from deepchem_actinn.tuning import reuse_freed_memory
+    reuse_freed_memory()  # this process is ours: ~15% faster steps (see tuning.py)
+
     from deepchem_actinn.annotate import featurize, fit_featurizer
     from deepchem_actinn.data import ScRNALoader
     from deepchem_actinn.errors import InputError

@@ -203,8 +203,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--chunk-cells", type=int, default=16_384)
     args = parser.parse_args(argv)
     from deepchem_actinn.cli import _import_quietly
+    from deepchem_actinn.tuning import reuse_freed_memory
 
     _import_quietly()  # DeepChem's import-time messages, once per rank
+    reuse_freed_memory()
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     if "RANK" not in os.environ:  # plain `python -m`: a world of one
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0",

@@ -203,6 +203,14 @@ def test_transform_reorders_query_genes(fitted):
                                   featurizer.transform(counts, genes))
 
 
+def test_dense_features_are_row_major(fitted):
+    """Mini-batches gather rows: a column-major result made dense epochs ~2x slower."""
+    featurizer, counts, genes = fitted
+    dense = featurizer.transform(counts, genes)
+    assert dense.dtype == np.float32 and dense.flags["C_CONTIGUOUS"]
+    assert featurizer.transform(sp.csr_matrix(counts), genes).flags["C_CONTIGUOUS"]
+
+
 def test_missing_genes_become_zeros_and_library_uses_present_genes(fitted):
     featurizer, counts, genes = fitted
     model_genes = list(featurizer.genes_)

@@ -1,5 +1,9 @@
 """Sparse path: SparseCellDataset, the sparse first layer, equality with the dense path."""
 
+import platform
+import subprocess
+import sys
+
 import deepchem as dc
 import numpy as np
 import pytest
@@ -134,3 +138,12 @@ def test_train_reference_sparse_saves_a_normal_model(samples, tmp_path):
     dense_features = CellDataset(features.X.toarray(), genes=features.genes)
     assert np.allclose(loaded.predict_proba(features), dense_model.predict_proba(dense_features),
                        atol=1e-4)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_reuse_freed_memory_is_applied_once_on_glibc():
+    code = ("from deepchem_actinn.tuning import reuse_freed_memory as r; "
+            "print(r(), r())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == ["True", "True"]
