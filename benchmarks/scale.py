@@ -69,8 +69,6 @@ def worker(path: str, mode: str, work_dir: str, device: str, threads: int) -> Di
     if mode == "torchrun-2":
         # Two CPU ranks (gloo) on this machine; each reads every other cell. The time
         # counts start-up, reading, the all-reduced gene statistics and one epoch.
-        from deepchem_actinn.streaming import predict_streaming
-
         os.makedirs(work_dir, exist_ok=True)
         folder = os.path.join(work_dir, "model")
         t = time.perf_counter()
@@ -85,18 +83,9 @@ def worker(path: str, mode: str, work_dir: str, device: str, threads: int) -> Di
         # The largest rank's peak, before this process reads anything large itself.
         rank_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024.0
         model = ACTINNModel.load(folder)
-        t = time.perf_counter()
-        ids, probs = predict_streaming(model, path)
-        out["predict_s"] = time.perf_counter() - t
-        import pandas as pd
-
-        truth = pd.read_csv(labels, sep="\t", header=None, index_col=0).iloc[:, 0]
-        out["accuracy_1_epoch"] = float(
-            (model.classes[probs.argmax(axis=1)] == truth.loc[ids].to_numpy()).mean())
-        n = len(ids)
+        n = _predict_file(model, path, labels, out)
         out.update(cells=n, genes=len(model.genes), train_cells_per_s=n / out["train_s"],
-                   predict_cells_per_s=n / out["predict_s"], peak_rss_gb=rank_peak / 1e9,
-                   predict_note="whole file: read + featurise + predict")
+                   predict_cells_per_s=n / out["predict_s"], peak_rss_gb=rank_peak / 1e9)
         return out
     if mode == "epoch-ab":
         return _epoch_ab(path, labels, device, out)
@@ -104,7 +93,6 @@ def worker(path: str, mode: str, work_dir: str, device: str, threads: int) -> Di
         from deepchem_actinn.streaming import (
             fit_featurizer_streaming,
             fit_on_shards,
-            predict_streaming,
             write_shards,
         )
 
@@ -120,15 +108,7 @@ def worker(path: str, mode: str, work_dir: str, device: str, threads: int) -> Di
         t = time.perf_counter()
         fit_on_shards(model, shards, nb_epoch=1)
         out["train_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        ids, probs = predict_streaming(model, path)
-        out["predict_s"] = time.perf_counter() - t
-        import pandas as pd
-
-        truth = pd.read_csv(labels, sep="\t", header=None, index_col=0).iloc[:, 0]
-        out["accuracy_1_epoch"] = float(
-            (model.classes[probs.argmax(axis=1)] == truth.loc[ids].to_numpy()).mean())
-        out["predict_note"] = "whole file: read + featurise + predict"
+        _predict_file(model, path, labels, out)
     else:
         from deepchem_actinn.annotate import featurize, predict_outputs
         from deepchem_actinn.data import CellDataset, ScRNALoader
@@ -162,6 +142,22 @@ def worker(path: str, mode: str, work_dir: str, device: str, threads: int) -> Di
     out.update(cells=n, genes=len(model.genes), train_cells_per_s=n / out["train_s"],
                predict_cells_per_s=n / out["predict_s"], peak_rss_gb=_peak_rss() / 1e9)
     return out
+
+
+def _predict_file(model: Any, path: str, labels: str, out: Dict[str, Any]) -> int:
+    """Annotate the whole file chunk by chunk (read + featurise + predict); score it."""
+    import pandas as pd
+
+    from deepchem_actinn.streaming import predict_streaming
+
+    t = time.perf_counter()
+    ids, probs = predict_streaming(model, path)
+    out["predict_s"] = time.perf_counter() - t
+    truth = pd.read_csv(labels, sep="\t", header=None, index_col=0).iloc[:, 0]
+    out["accuracy_1_epoch"] = float(
+        (model.classes[probs.argmax(axis=1)] == truth.loc[ids].to_numpy()).mean())
+    out["predict_note"] = "whole file: read + featurise + predict"
+    return len(ids)
 
 
 def _epoch_ab(path: str, labels: str, device: str, out: Dict[str, Any],
@@ -208,15 +204,10 @@ def _epoch_ab(path: str, labels: str, device: str, out: Dict[str, Any],
     return out
 
 
-def run_path(path: str, mode: str, work_root: str, device: str, threads: int
-             ) -> Dict[str, Any]:
-    work = os.path.join(work_root, f"{os.path.basename(path)}.{mode}")
-    shutil.rmtree(work, ignore_errors=True)
+def _run_json(command: List[str], mode: str) -> Dict[str, Any]:
+    """Run a worker process; its last stdout line is its JSON result."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--worker", mode, "--files", path,
-                           "--work-dir", work, "--device", device, "--threads", str(threads)],
-                          capture_output=True, text=True)
-    shutil.rmtree(work, ignore_errors=True)
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         return {"mode": mode, "error": " | ".join(tail)[-400:],
@@ -226,22 +217,25 @@ def run_path(path: str, mode: str, work_root: str, device: str, threads: int
     return result
 
 
+def run_path(path: str, mode: str, work_root: str, device: str, threads: int
+             ) -> Dict[str, Any]:
+    work = os.path.join(work_root, f"{os.path.basename(path)}.{mode}")
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        return _run_json([sys.executable, __file__, "--worker", mode, "--files", path,
+                          "--work-dir", work, "--device", device, "--threads", str(threads)],
+                         mode)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 TOOLS = ("actinn-jax", "celltypist")
 
 
 def run_tool(path: str, tool: str, python: str, threads: int) -> Dict[str, Any]:
     """One of :data:`TOOLS` through ``other_tools.py`` in its own interpreter."""
-    started = time.perf_counter()
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "other_tools.py")
-    done = subprocess.run([python, script, tool, path, "--threads", str(threads)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        return {"mode": tool, "error": " | ".join(tail)[-400:],
-                "wall_s": time.perf_counter() - started}
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["wall_s"] = time.perf_counter() - started
-    return result
+    return _run_json([python, script, tool, path, "--threads", str(threads)], tool)
 
 
 def plan(n_cells: int, n_genes: int, modes: List[str], nnz: int = 0) -> List[str]:
