@@ -107,7 +107,7 @@ class CountMatrix:
     def select_cells(self, index: Union[np.ndarray, Sequence[int]]) -> CountMatrix:
         """A new matrix with the given rows, in the given order."""
         index = np.asarray(index, dtype=np.int64)
-        return CountMatrix(self.X[index], self.genes, self.cells[index], self.source,
+        return CountMatrix(take_rows(self.X, index), self.genes, self.cells[index], self.source,
                            list(self.notes))
 
     def library_sizes(self) -> np.ndarray:
@@ -205,6 +205,37 @@ def read_pandas_hdf(path: PathLike, key: Optional[str] = None) -> pd.DataFrame:
     return frame
 
 
+def _is_everything(index: np.ndarray, n: int) -> bool:
+    """True for a selection that keeps all ``n`` items in order (a mask or indices)."""
+    index = np.asarray(index)
+    if index.dtype == bool:
+        return len(index) == n and bool(index.all())
+    return len(index) == n and bool((index == np.arange(n)).all())
+
+
+def take_rows(X: Any, index: np.ndarray) -> Any:
+    """``X[index]`` (rows: cells), without copying when ``index`` keeps every row in order.
+
+    An atlas' matrix is gigabytes; reading, label joining and gene filtering
+    each used to copy it whole to select all of its rows.
+
+    >>> X = sp.csr_matrix(np.eye(3))
+    >>> take_rows(X, np.arange(3)) is X, take_rows(X, [2, 0]).toarray()[0].tolist()
+    (True, [0.0, 0.0, 1.0])
+    """
+    return X if _is_everything(index, X.shape[0]) else X[index]
+
+
+def take_columns(X: Any, index: np.ndarray) -> Any:
+    """``X[:, index]`` (columns: genes), without copying when it keeps every column in order.
+
+    >>> X = np.eye(3)
+    >>> take_columns(X, np.ones(3, bool)) is X, take_columns(X, [1]).shape
+    (True, (3, 1))
+    """
+    return X if _is_everything(index, X.shape[1]) else X[:, index]
+
+
 def check_counts(X: Matrix, source: str, allow_non_integer: bool = True) -> Matrix:
     """Validate a count matrix: numeric, finite, non-negative, not empty.
 
@@ -268,7 +299,7 @@ def _dedupe_genes(matrix: CountMatrix) -> CountMatrix:
                 f"upper-casing (e.g. {', '.join(examples)}); kept the first of each")
         warnings.warn(note, CountMatrixWarning, stacklevel=3)
         keep = np.flatnonzero(~duplicated)
-        matrix = CountMatrix(matrix.X[:, keep], matrix.genes[keep], matrix.cells,
+        matrix = CountMatrix(take_columns(matrix.X, keep), matrix.genes[keep], matrix.cells,
                              matrix.source, matrix.notes + [note])
     return matrix
 
@@ -524,7 +555,7 @@ def _keep_gene_expression(X: Matrix, genes: List[str], ids: List[str],
     warnings.warn(f"{source}: kept the {int(keep.sum())} '{_GENE_EXPRESSION}' features, dropped "
                   f"{int((~keep).sum())} others ({others})", CountMatrixWarning, stacklevel=4)
     index = np.flatnonzero(keep)
-    return (X[:, index], [genes[i] for i in index], [ids[i] for i in index])
+    return (take_columns(X, index), [genes[i] for i in index], [ids[i] for i in index])
 
 
 def tenx_v2_genome(handle: Any, genome: Optional[str], source: str) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from deepchem_actinn.errors import GeneOverlapError, InputError
-from deepchem_actinn.io import CountMatrix, Matrix, Names
+from deepchem_actinn.io import CountMatrix, Matrix, Names, take_columns, take_rows
 
 TARGET_SUM = 10_000.0
 
@@ -53,9 +53,25 @@ def normalize_log2(X: Matrix, target_sum: float = TARGET_SUM,
     with np.errstate(divide="ignore"):
         scale = np.where(library_sizes > 0, target_sum / np.maximum(library_sizes, 1e-300), 0.0)
     if sp.issparse(X):
-        out = sp.csr_matrix(sp.diags(scale) @ sp.csr_matrix(X, dtype=np.float64))
-        out.data = np.log2(out.data + 1.0)
-        return sp.csr_matrix(out, dtype=np.float32)
+        X = sp.csr_matrix(X)
+        if not X.has_canonical_format:
+            X = X.copy()
+            X.sum_duplicates()
+        # Each stored count times its cell's scale, in float64: the numbers of a diagonal
+        # matrix product without its cost, by blocks of rows whose float64 temporaries
+        # stay cache-sized (an atlas has 10^9 stored counts).
+        data = np.empty(X.nnz, np.float32)
+        counts = np.diff(X.indptr)
+        rows = max(1, (1 << 22) * X.shape[0] // max(X.nnz, 1))
+        for start in range(0, X.shape[0], rows):
+            stop = min(start + rows, X.shape[0])
+            lo, hi = X.indptr[start], X.indptr[stop]
+            values = X.data[lo:hi].astype(np.float64)
+            values *= np.repeat(scale[start:stop], counts[start:stop])
+            data[lo:hi] = np.log2(values + 1.0)
+        out = sp.csr_matrix((data, X.indices.copy(), X.indptr.copy()), shape=X.shape)
+        out.eliminate_zeros()  # empty cells (scale 0) and stored zeros stay absent
+        return out
     dense = np.asarray(X, dtype=np.float64) * scale[:, None]
     return np.log2(dense + 1.0).astype(np.float32)
 
@@ -74,11 +90,13 @@ def gene_statistics(L: Matrix) -> Tuple[np.ndarray, np.ndarray]:
     """
     n = L.shape[0]
     if sp.issparse(L):
-        # float64 before summing, as for dense input: float32 sums differ from the
-        # dense ones enough to change which genes pass the filters.
-        L64 = sp.csr_matrix(L, dtype=np.float64)
-        total = np.asarray(L64.sum(axis=0)).ravel()
-        squares = np.asarray(L64.multiply(L64).sum(axis=0)).ravel()
+        # float64 sums, as for dense input (float32 sums differ from the dense ones enough
+        # to change which genes pass the filters), accumulated cell after cell by bincount
+        # without a float64 copy of the whole matrix.
+        L = sp.csr_matrix(L)
+        total = np.bincount(L.indices, weights=L.data, minlength=L.shape[1])
+        squares = np.bincount(L.indices, weights=np.square(L.data, dtype=np.float64),
+                              minlength=L.shape[1])
     else:
         L64 = np.asarray(L, dtype=np.float64)
         total = L64.sum(axis=0)
@@ -266,9 +284,10 @@ class ScRNAFeaturizer:
             if len(columns) == 0:
                 raise GeneOverlapError("training data shares no gene with the query", source)
         input_genes = train_genes[columns]
-        X_in = X[:, columns]
+        X_in = take_columns(X, columns)
         library = np.asarray(X_in.sum(axis=1), dtype=np.float64).ravel()
-        stats_rows = [normalize_log2(X_in[library > 0], self.target_sum, library[library > 0])]
+        stats_rows = [normalize_log2(take_rows(X_in, library > 0), self.target_sum,
+                                     library[library > 0])]
         n_empty = int((library == 0).sum())
         if joint_with is not None:
             other = self._align(other_X, other_genes, input_genes)
@@ -279,7 +298,8 @@ class ScRNAFeaturizer:
         if n_empty:
             warnings.warn(f"{source}: {n_empty} cells have zero counts over the model genes; "
                           "left out of the gene statistics", PreprocessingWarning, stacklevel=2)
-        L = (sp.vstack(stats_rows, format="csr") if sp.issparse(stats_rows[0])
+        L = (stats_rows[0] if len(stats_rows) == 1  # no copy of a whole atlas
+             else sp.vstack(stats_rows, format="csr") if sp.issparse(stats_rows[0])
              else np.vstack(stats_rows))
         if L.shape[0] == 0:
             raise InputError("every training cell has zero counts", source)
@@ -305,7 +325,7 @@ class ScRNAFeaturizer:
         source_cols = np.array([position.get(g, -1) for g in target], dtype=np.int64)
         present = source_cols >= 0
         if present.all():
-            return X[:, source_cols]
+            return take_columns(X, source_cols)
         if sp.issparse(X):
             picked = sp.csc_matrix(X[:, source_cols[present]])
             # Scatter the present columns into their target slots.
@@ -373,7 +393,8 @@ class ScRNAFeaturizer:
         position = {g: i for i, g in enumerate(query_genes)}
         input_cols = np.array([position.get(g, -1) for g in self.input_genes_], dtype=np.int64)
         present_cols = input_cols[input_cols >= 0]
-        library = np.asarray(X[:, present_cols].sum(axis=1), dtype=np.float64).ravel()
+        library = np.asarray(take_columns(X, present_cols).sum(axis=1),
+                             dtype=np.float64).ravel()
         model_counts = self._align(X, query_genes, self.genes_)
         out = normalize_log2(model_counts, self.target_sum, library)
         if sp.issparse(out):

@@ -327,6 +327,25 @@ def test_sparse_input_gives_identical_results():
     np.testing.assert_allclose(as_sparse.toarray(), expected, rtol=1e-6)
 
 
+def test_sparse_normalisation_takes_non_canonical_csr():
+    """Duplicates, unsorted columns, stored zeros and empty cells: the dense numbers."""
+    dense = np.array([[0, 3, 1, 0], [0, 0, 0, 0], [2, 0, 5, 7]], dtype=np.float64)
+    # Cell 0: columns 2, 1, 1 (unsorted, a duplicate: 2 + 1 = 3); cell 1: one stored zero;
+    # cell 2: columns 3, 0, 2, 2 (unsorted, 4 + 1 = 5 at column 2).
+    messy = sp.csr_matrix((np.array([1, 2, 1, 0, 7, 2, 4, 1], np.float64),
+                           np.array([2, 1, 1, 0, 3, 0, 2, 2]), np.array([0, 3, 4, 8])),
+                          shape=(3, 4))
+    assert not messy.has_canonical_format
+    out = normalize_log2(messy)
+    assert out.has_canonical_format and out.dtype == np.float32
+    np.testing.assert_array_equal(out.toarray(), normalize_log2(dense))
+    assert out[1].nnz == 0  # the empty cell stores nothing
+    total, cv = gene_statistics(out)
+    dense_total, dense_cv = gene_statistics(normalize_log2(dense))
+    np.testing.assert_array_equal(total, dense_total)
+    np.testing.assert_allclose(cv, dense_cv, rtol=1e-12)
+
+
 def test_sparse_input_is_never_densified():
     rng = np.random.default_rng(0)
     n_cells, n_genes = 1000, 40_000  # dense float32 would take 160 MB
