@@ -67,8 +67,9 @@ def worker(path: str, mode: str, work_dir: str, device: str, threads: int) -> Di
     labels = path + ".labels.tsv"
     out: Dict[str, Any] = {"mode": mode}
     if mode == "torchrun-2":
-        # Two CPU ranks (gloo) on this machine; each reads every other cell. The time
-        # counts start-up, reading, the all-reduced gene statistics and one epoch.
+        # Two CPU ranks (gloo) on this machine; each streams every other cell into shards
+        # of its own. The time counts start-up, both passes over the file, the
+        # all-reduced gene statistics and one epoch.
         os.makedirs(work_dir, exist_ok=True)
         folder = os.path.join(work_dir, "model")
         t = time.perf_counter()
@@ -243,9 +244,6 @@ def plan(n_cells: int, n_genes: int, modes: List[str], nnz: int = 0) -> List[str
     for mode in modes:
         if mode in TOOLS and 20.0 * nnz > MEMORY_BUDGET:
             # scanpy holds the whole CSR (8 bytes per entry) and normalises copies of it.
-            chosen.append(f"{mode}-skipped")
-        elif mode == "torchrun-2" and 20.0 * nnz > MEMORY_BUDGET:
-            # Ranks hold their cells raw, featurised and in float64 while featurising.
             chosen.append(f"{mode}-skipped")
         elif mode == "epoch-ab":
             # Sparse features plus their dense copy (float32).

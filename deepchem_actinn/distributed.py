@@ -14,9 +14,12 @@ Several machines (run the same line on each, ``--node_rank`` 0..N-1)::
 
 What each rank does:
 
-1. Reads only its own cells: cells ``i`` with ``i % world_size == rank``
-   (10x HDF5 and ``.h5ad`` are read chunk by chunk, keeping the rank's rows;
-   other formats are read whole and then strided).
+1. Reads only its own cells: cells ``i`` with ``i % world_size == rank``.
+   10x HDF5 and CSR ``.h5ad`` files are **streamed**: chunk by chunk for the
+   statistics, then into featurised shards in a scratch folder of the rank's
+   own (``--work-dir``, default beside ``--model-dir``; removed at the end),
+   so a rank's memory is one chunk or one shard window whatever the file's
+   size. Other formats are read whole and then strided.
 2. Computes per-gene sums and sums of squares of its log-normalised cells;
    these are **all-reduced** (summed over ranks), so every rank fits the same
    gene filters, identical to fitting on all cells in one process. The class
@@ -28,8 +31,8 @@ What each rank does:
    ``batch_size // world_size`` (default 128 // 2 = 64), so a step averages
    gradients over ``batch_size`` cells as single-process training does and an
    epoch has the same number of steps (the decay follows the same schedule).
-   Ranks keep the same number of cells (at most ``world_size - 1`` cells are
-   left out of training) so they take the same number of steps.
+   Ranks take the same number of steps per epoch, the smallest rank's (ranks
+   read every ``world_size``-th cell, so their sizes differ by a few cells).
 4. Rank 0 writes a normal model directory (``ACTINNModel.load`` reads it).
 
 Backend: NCCL when training on GPUs, gloo on CPU (``--backend`` overrides).
@@ -39,11 +42,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import warnings
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -51,31 +57,21 @@ import scipy.sparse as sp
 import torch
 import torch.distributed as dist
 
+from deepchem_actinn.streaming import rank_rows
+
 logger = logging.getLogger(__name__)
 
-
-def _rank_rows(n: int, start: int, rank: int, world: int) -> np.ndarray:
-    """Local row indices of the cells ``start .. start + n`` owned by ``rank``."""
-    first = (rank - start) % world
-    return np.arange(first, n, world)
+#: Formats each rank streams from disk into shards of its own (memory: one shard window).
+STREAMED = ("10x-h5", "h5ad")
 
 
-def read_rank_cells(path: str, rank: int, world: int, chunk_cells: int = 16_384
+def read_rank_cells(path: str, rank: int, world: int
                     ) -> Tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """This rank's cells of a count file: ``(counts CSR, cell ids, genes)``."""
-    from deepchem_actinn.io import detect_format, read_counts
-    from deepchem_actinn.streaming import ChunkedCounts
+    """This rank's cells of a file read whole (not streamed): ``(counts CSR, ids, genes)``."""
+    from deepchem_actinn.io import read_counts
 
-    if detect_format(path) in ("10x-h5", "h5ad"):
-        source = ChunkedCounts(path)
-        parts, ids = [], []
-        for start, X, chunk_ids in source.chunks(chunk_cells):
-            rows = _rank_rows(X.shape[0], start, rank, world)
-            parts.append(X[rows])
-            ids.append(chunk_ids[rows])
-        return (sp.vstack(parts, format="csr"), np.concatenate(ids), source.genes)
     matrix = read_counts(path)
-    rows = _rank_rows(matrix.shape[0], 0, rank, world)
+    rows = rank_rows(matrix.shape[0], 0, rank, world)
     return sp.csr_matrix(matrix.X[rows], dtype=np.float32), matrix.cells[rows], matrix.genes
 
 
@@ -126,62 +122,126 @@ def _pick_device(requested: Optional[str]) -> torch.device:
     return torch.device("cpu")
 
 
-def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
-                      epochs: Optional[int] = None, batch_size: int = 128, seed: int = 0,
-                      device: Optional[str] = None, chunk_cells: int = 16_384,
-                      **model_kwargs: Any) -> Optional[str]:
-    """Run on every rank of an initialised process group; rank 0 returns the saved path."""
-    from torch.nn.parallel import DistributedDataParallel
-
+def _rank_cells_in_memory(train_set: str, train_labels: str, rank: int, world: int
+                          ) -> Tuple[Any, List[str], Any]:
+    """Formats read whole: this rank's featurised cells as a SparseCellDataset."""
     from deepchem_actinn.data import encode_labels
     from deepchem_actinn.io import read_labels
-    from deepchem_actinn.model import ACTINNModel
     from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse
 
-    rank, world = dist.get_rank(), dist.get_world_size()
-    torch_device = _pick_device(device)
-    if torch_device.type == "cuda":
-        torch.cuda.set_device(torch_device)
-    X, ids, genes = read_rank_cells(train_set, rank, world, chunk_cells)
+    X, ids, genes = read_rank_cells(train_set, rank, world)
     labels = read_labels(train_labels)
     labels.index = pd.Index([str(i) for i in labels.index])
     labels = labels[~labels.index.duplicated(keep="first")].astype(str)
     names = labels.reindex(ids)
     keep = names.notna().to_numpy() & (np.asarray(X.sum(axis=1)).ravel() > 0)
     X, ids, names = X[np.flatnonzero(keep)], ids[keep], names[keep]
-    gathered: List[Any] = [None] * world
-    dist.all_gather_object(gathered, sorted(set(names.tolist())))
-    classes = sorted(set().union(*gathered))
+    classes = _union_over_ranks(set(names.tolist()), world)
     featurizer = fit_featurizer_distributed(X, genes)
     # Equal cell counts, so every rank takes the same number of steps.
     n_local = int(_all_reduce(np.array([X.shape[0]]), dist.ReduceOp.MIN)[0])
     y, _ = encode_labels(names.tolist()[:n_local], classes)
     raw = SparseCellDataset(X[:n_local], y, ids=ids[:n_local], genes=genes, classes=classes)
-    local = featurize_sparse(featurizer, raw)
+    return featurizer, classes, featurize_sparse(featurizer, raw)
+
+
+def _rank_shards(train_set: str, train_labels: str, folder: str, rank: int, world: int,
+                 chunk_cells: int, seed: int) -> Tuple[Any, List[str], Any]:
+    """Streamed formats: this rank's cells featurised into shards of its own, chunk by chunk.
+
+    Gene statistics are all-reduced, so every rank fits the same featurizer;
+    memory stays one chunk (statistics, shards) or one shard window (training).
+    """
+    from deepchem_actinn.streaming import ChunkedCounts, fit_featurizer_streaming, write_shards
+
+    source = ChunkedCounts(train_set, part=(rank, world))
+    featurizer, stats = fit_featurizer_streaming(source, train_labels, chunk_cells=chunk_cells,
+                                                 reduce=_all_reduce)
+    classes = _union_over_ranks(set(stats.classes.tolist()), world)
+    shards = write_shards(source, featurizer, folder, train_labels, classes=classes,
+                          chunk_cells=chunk_cells, seed=seed + rank)
+    return featurizer, classes, shards
+
+
+def _union_over_ranks(names: set, world: int) -> List[str]:
+    gathered: List[Any] = [None] * world
+    dist.all_gather_object(gathered, sorted(names))
+    return sorted(set().union(*gathered))
+
+
+def _equal_steps(model: Any, shards: Any, epochs: int, steps: int) -> Iterator[Any]:
+    """Shard batches, ``steps`` per epoch on every rank (DDP needs equal step counts)."""
+    from deepchem_actinn.streaming import shard_generator
+
+    for _ in range(epochs):
+        yield from itertools.islice(shard_generator(model, shards, 1), steps)
+
+
+def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
+                      epochs: Optional[int] = None, batch_size: int = 128, seed: int = 0,
+                      device: Optional[str] = None, chunk_cells: int = 16_384,
+                      work_dir: Optional[str] = None, **model_kwargs: Any) -> Optional[str]:
+    """Run on every rank of an initialised process group; rank 0 returns the saved path.
+
+    10x HDF5 and ``.h5ad`` files are streamed: each rank writes its featurised
+    cells to shards in a folder of its own under ``work_dir`` (default: beside
+    ``model_dir``), removed at the end. Other formats are read into memory.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    from deepchem_actinn.io import detect_format
+    from deepchem_actinn.model import ACTINNModel
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch_device = _pick_device(device)
+    if torch_device.type == "cuda":
+        torch.cuda.set_device(torch_device)
     local_batch = max(1, batch_size // world)
     settings = dict(model_kwargs, batch_size=local_batch)
     if epochs is not None:
         settings["epochs"] = epochs
-    model = ACTINNModel(len(featurizer.genes_), len(classes), classes=classes,
-                        featurizer=featurizer, seed=seed, device=torch_device, **settings)
-    # Different batches on each rank, same initial weights (DDP broadcasts rank 0's).
-    model._shuffle_rng = np.random.default_rng([seed, rank])
-    module = model.model
-    model.model = DistributedDataParallel(
-        module, device_ids=[torch_device.index] if torch_device.type == "cuda" else None)
-    model.fit(local, checkpoint_interval=0)
-    saved = None
-    if rank == 0:
-        settings["batch_size"] = batch_size
-        final = ACTINNModel(len(featurizer.genes_), len(classes), classes=classes,
-                            featurizer=featurizer, seed=seed, device="cpu", **settings)
-        final.model.load_state_dict({k: v.detach().cpu() for k, v in module.state_dict().items()})
-        final._ensure_built()
-        final._global_step = model._global_step
-        final._sync_schedule()
-        saved = final.save(model_dir)
-        logger.info("rank 0 wrote %s (%d steps, %d ranks)", saved, model._global_step, world)
-    dist.barrier()
+    scratch = None
+    try:
+        if detect_format(train_set) in STREAMED:
+            parent = work_dir or os.path.dirname(os.path.abspath(model_dir))
+            os.makedirs(parent, exist_ok=True)
+            scratch = tempfile.mkdtemp(prefix=f".actinn-rank{rank}-", dir=parent)
+            featurizer, classes, data = _rank_shards(train_set, train_labels, scratch, rank,
+                                                     world, chunk_cells, seed)
+        else:
+            featurizer, classes, data = _rank_cells_in_memory(train_set, train_labels, rank,
+                                                              world)
+        model = ACTINNModel(len(featurizer.genes_), len(classes), classes=classes,
+                            featurizer=featurizer, seed=seed, device=torch_device, **settings)
+        # Different batches on each rank, same initial weights (DDP broadcasts rank 0's).
+        model._shuffle_rng = np.random.default_rng([seed, rank])
+        module = model.model
+        model.model = DistributedDataParallel(
+            module, device_ids=[torch_device.index] if torch_device.type == "cuda" else None)
+        if scratch is None:
+            model.fit(data, checkpoint_interval=0)
+        else:
+            steps = int(_all_reduce(np.array([model.steps_per_epoch(len(data))]),
+                                    dist.ReduceOp.MIN)[0])
+            model.fit_generator(_equal_steps(model, data, model.epochs_for(len(data)), steps),
+                                checkpoint_interval=0)
+        saved = None
+        if rank == 0:
+            settings["batch_size"] = batch_size
+            final = ACTINNModel(len(featurizer.genes_), len(classes), classes=classes,
+                                featurizer=featurizer, seed=seed, device="cpu", **settings)
+            final.model.load_state_dict({k: v.detach().cpu()
+                                         for k, v in module.state_dict().items()})
+            final._ensure_built()
+            final._global_step = model._global_step
+            final._sync_schedule()
+            saved = final.save(model_dir)
+            logger.info("rank 0 wrote %s (%d steps, %d ranks)", saved, model._global_step,
+                        world)
+        dist.barrier()
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return saved
 
 
@@ -201,6 +261,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--backend", choices=["gloo", "nccl"],
                         help="default: nccl on GPU, gloo on CPU")
     parser.add_argument("--chunk-cells", type=int, default=16_384)
+    parser.add_argument("--work-dir", help="where each rank writes its shards of a streamed "
+                        "10x / .h5ad file (default: beside --model-dir); removed at the end")
     args = parser.parse_args(argv)
     from deepchem_actinn.cli import _import_quietly
     from deepchem_actinn.tuning import reuse_freed_memory
@@ -223,7 +285,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         saved = train_distributed(args.train_set, args.train_labels, args.model_dir,
                                   epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, device=str(device),
-                                  chunk_cells=args.chunk_cells, **extra)
+                                  chunk_cells=args.chunk_cells, work_dir=args.work_dir,
+                                  **extra)
         if saved:
             print(saved)
         return 0

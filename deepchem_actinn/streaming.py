@@ -94,13 +94,19 @@ class ChunkedCounts:
         10x: use the Ensembl ids instead of the gene symbols.
     genome: str, optional
         10x: the genome to read (needed when a file holds several).
+    part: (int, int)
+        ``(rank, world_size)``: :meth:`chunks` yields only the cells ``i`` with
+        ``i % world_size == rank`` (each process of a distributed run reads
+        its own cells). ``(0, 1)``, the default, is every cell.
     """
 
     def __init__(self, path: PathLike, layer: Optional[str] = None,
-                 gene_ids: bool = False, genome: Optional[str] = None) -> None:
+                 gene_ids: bool = False, genome: Optional[str] = None,
+                 part: Tuple[int, int] = (0, 1)) -> None:
         import h5py
 
         self.path = os.fspath(path)
+        self.part = (int(part[0]), int(part[1]))
         self.kind = detect_format(self.path)
         if self.kind not in ("10x-h5", "h5ad"):
             raise InputError(f"streaming reads 10x HDF5 or .h5ad files, not {self.kind}; "
@@ -199,14 +205,32 @@ class ChunkedCounts:
 
     def chunks(self, chunk_cells: int = CHUNK_CELLS
                ) -> Iterator[Tuple[int, sp.csr_matrix, np.ndarray]]:
-        """``(start, counts, ids)`` for consecutive chunks of ``chunk_cells`` cells."""
+        """``(start, counts, ids)`` for consecutive chunks of ``chunk_cells`` cells.
+
+        With a ``part``, each chunk holds only that part's cells of the range.
+        """
         import h5py
 
+        rank, world = self.part
         with h5py.File(self.path, "r") as handle:
             for start in range(0, self.n_cells, chunk_cells):
                 stop = min(start + chunk_cells, self.n_cells)
                 ids = np.asarray(_strings(handle[self._barcodes][start:stop]), dtype=object)
-                yield start, self.read(start, stop, handle), ids
+                X = self.read(start, stop, handle)
+                if world > 1:
+                    rows = rank_rows(stop - start, start, rank, world)
+                    X, ids = X[rows], ids[rows]
+                yield start, X, ids
+
+
+def rank_rows(n: int, start: int, rank: int, world: int) -> np.ndarray:
+    """Local row indices of the cells ``start .. start + n`` owned by ``rank``.
+
+    >>> rank_rows(5, 7, 1, 3).tolist()  # cells 7..11; rank 1 of 3 owns 7 and 10
+    [0, 3]
+    """
+    first = (rank - start) % world
+    return np.arange(first, n, world)
 
 
 def _index_name(group: Any) -> str:
@@ -242,12 +266,15 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
                              labels: Optional[Union[PathLike, pd.Series]] = None, *,
                              restrict_to: Optional[Sequence[str]] = None,
                              featurizer: Optional[ScRNAFeaturizer] = None,
-                             chunk_cells: int = CHUNK_CELLS
+                             chunk_cells: int = CHUNK_CELLS,
+                             reduce: Optional[Callable[[np.ndarray], np.ndarray]] = None
                              ) -> Tuple[ScRNAFeaturizer, StreamStatistics]:
     """Pass 1: fit ACTINN's gene filters from per-gene sums, one chunk at a time.
 
     With ``labels``, only labelled cells count (as in memory, where cells are
     joined to their labels first). Cells with zero counts are left out.
+    ``reduce`` sums ``[totals, squares, n_cells]`` over the processes of a
+    distributed run (each having read its own part), so all fit the same genes.
 
     Returns
     -------
@@ -286,6 +313,9 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
         total += np.asarray(L.sum(axis=0)).ravel()
         squares += np.asarray(L.multiply(L).sum(axis=0)).ravel()
         n_used += len(rows)
+    if reduce is not None:
+        sums = reduce(np.concatenate([total, squares, [n_used]]))
+        total, squares, n_used = sums[:len(columns)], sums[len(columns):-1], int(sums[-1])
     if n_used == 0:
         raise InputError("no labelled cell with non-zero counts" if lookup is not None
                          else "every cell has zero counts", counts.path)

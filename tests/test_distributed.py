@@ -10,15 +10,15 @@ from conftest import write_counts, write_labels
 
 from deepchem_actinn.annotate import annotate, train_reference
 from deepchem_actinn.data import ScRNALoader, StratifiedSplitter
-from deepchem_actinn.distributed import _rank_rows
 from deepchem_actinn.io import read_counts, read_labels
 from deepchem_actinn.model import ACTINNModel
+from deepchem_actinn.streaming import rank_rows
 
 EPOCHS = 10
 
 
 def test_rank_rows_partition_every_chunk():
-    owned = [np.concatenate([start + _rank_rows(n, start, rank, 3)
+    owned = [np.concatenate([start + rank_rows(n, start, rank, 3)
                              for start, n in ((0, 7), (7, 7), (14, 5))]) for rank in range(3)]
     assert sorted(np.concatenate(owned).tolist()) == list(range(19))
     assert all((o % 3 == rank).all() for rank, o in enumerate(owned))
@@ -50,20 +50,44 @@ def accuracy(model, split):
     return float((table.cell_type == truth).mean())
 
 
-def test_two_cpu_ranks_match_single_process(split):
-    model_dir = split["folder"] / "ddp_model"
+def launch_two_ranks(train_set, labels, model_dir, *extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", "-m", "deepchem_actinn.distributed",
-               "--train-set", split["train"], "--train-labels", split["train_labels"],
+               "--train-set", os.fspath(train_set), "--train-labels", os.fspath(labels),
                "--model-dir", os.fspath(model_dir), "--epochs", str(EPOCHS),
-               "--learning-rate", "1e-3", "--device", "cpu"]
+               "--learning-rate", "1e-3", "--device", "cpu", *extra]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == os.fspath(model_dir)
-    distributed = ACTINNModel.load(model_dir)
-    single = train_reference(split["train"], split["train_labels"], epochs=EPOCHS,
-                             learning_rate=1e-3, device="cpu")
+    return ACTINNModel.load(model_dir)
+
+
+@pytest.fixture(scope="module")
+def single(split):
+    return train_reference(split["train"], split["train_labels"], epochs=EPOCHS,
+                           learning_rate=1e-3, device="cpu")
+
+
+def test_two_ranks_stream_10x_files_into_shards_of_their_own(split, single):
+    """A 10x file is streamed: rank shards in --work-dir, removed; the same featurizer."""
+    from deepchem_actinn.writers import write_counts
+
+    tenx = os.fspath(split["folder"] / "train_10x.h5")
+    write_counts(read_counts(split["train"]), tenx, "10x-h5")
+    work = split["folder"] / "scratch"
+    distributed = launch_two_ranks(tenx, split["train_labels"], split["folder"] / "ddp_10x",
+                                   "--work-dir", os.fspath(work))
+    assert sorted(os.listdir(work)) == []  # each rank removed its shards
+    assert distributed.featurizer.genes_.tolist() == single.featurizer.genes_.tolist()
+    assert distributed.classes.tolist() == single.classes.tolist()
+    assert abs(distributed._global_step - single._global_step) <= EPOCHS
+    assert accuracy(distributed, split) >= accuracy(single, split) - 0.04
+
+
+def test_two_cpu_ranks_match_single_process(split, single):
+    model_dir = split["folder"] / "ddp_model"
+    distributed = launch_two_ranks(split["train"], split["train_labels"], model_dir)
     # All-reduced gene statistics: the same featurizer as one process on all cells.
     assert distributed.featurizer.genes_.tolist() == single.featurizer.genes_.tolist()
     assert distributed.classes.tolist() == single.classes.tolist()
