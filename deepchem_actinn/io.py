@@ -520,8 +520,15 @@ def detect_format(path: PathLike) -> str:
                      f"with cell ids in the header row){hint}", name)
 
 
+def string_dataset(node: Any) -> Any:
+    """The HDF5 dataset of a string array: the node itself, or the ``values`` of an
+    anndata >= 0.13 ``nullable-string-array`` group (``values`` + ``mask``)."""
+    return node["values"] if hasattr(node, "keys") and "values" in node else node
+
+
 def _strings(values: Any) -> List[str]:
     """Decode an HDF5 string dataset (fixed-length bytes or variable-length)."""
+    values = string_dataset(values)
     array = np.asarray(values[()] if hasattr(values, "shape") and hasattr(values, "dtype")
                        and not isinstance(values, np.ndarray) else values).ravel()
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in array]
@@ -732,6 +739,11 @@ def load_text(path: PathLike, cells_as_rows: bool = False,
     return StoredCounts(matrix, genes, cells, name, "csv" if sep == "," else "tsv")
 
 
+def _layer_names(adata: Any) -> List[str]:
+    """Named layers (anndata >= 0.13 also lists ``X`` itself, under the key ``None``)."""
+    return [str(name) for name in getattr(adata, "layers", {}).keys() if name is not None]
+
+
 def _anndata_elements(adata: Any, layer: Optional[str], gene_column: Optional[str],
                       source: str) -> Tuple[Matrix, List[str], List[str]]:
     if layer is None or layer == "X":
@@ -742,7 +754,7 @@ def _anndata_elements(adata: Any, layer: Optional[str], gene_column: Optional[st
         X, var, var_names = adata.raw.X, adata.raw.var, adata.raw.var_names
     else:
         if layer not in adata.layers:
-            names = ", ".join(list(adata.layers.keys())[:8]) or "none"
+            names = ", ".join(_layer_names(adata)[:8]) or "none"
             raise InputError(f"no layer '{layer}' in AnnData (layers: {names}; also X, raw)",
                              source)
         X, var, var_names = adata.layers[layer], adata.var, adata.var_names
@@ -775,15 +787,14 @@ def from_anndata(adata: Any, layer: Optional[str] = None, gene_column: Optional[
     X, genes, cells = _anndata_elements(adata, layer, gene_column, source)
     values = X.data if sp.issparse(X) else X
     if values.size and np.issubdtype(values.dtype, np.number) and values.min() < 0:
-        choices = [*getattr(adata, "layers", {}).keys()] + (
+        choices = _layer_names(adata) + (
             ["raw"] if getattr(adata, "raw", None) is not None else [])
         where = "X" if layer is None else f"layer '{layer}'"
         raise InputError(f"{where} holds negative values (scaled data?); ACTINN needs raw counts: "
                          f"choose them with layer= / --layer (available: "
                          f"{', '.join(choices) or 'none'})", source)
     if layer is None and not _integral_sample(X):
-        alternatives = [n for n in getattr(adata, "layers", {}).keys()
-                        if _integral_sample(adata.layers[n])]
+        alternatives = [n for n in _layer_names(adata) if _integral_sample(adata.layers[n])]
         if getattr(adata, "raw", None) is not None and _integral_sample(adata.raw.X):
             alternatives.append("raw")
         if alternatives:

@@ -34,6 +34,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from deepchem.models.optimizers import Adam, ExponentialDecay
 
+# From its module: deepchem's pre-releases (Python 3.12, Colab) skip dc.models.TorchModel
+# when `transformers` is not installed, although the class itself imports fine.
+from deepchem.models.torch_models.torch_model import TorchModel
+
 from deepchem_actinn.atomic import replace_directory, staging_folder
 from deepchem_actinn.errors import ModelFileError
 from deepchem_actinn.io import Names
@@ -283,7 +287,7 @@ class _SmoothedCrossEntropy(dc.models.losses.Loss):
         return loss
 
 
-class ACTINNModel(dc.models.TorchModel):
+class ACTINNModel(TorchModel):
     """ACTINN cell-type classifier for DeepChem.
 
     Parameters

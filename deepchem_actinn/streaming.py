@@ -51,6 +51,7 @@ from deepchem_actinn.io import (
     check_counts,
     detect_format,
     read_labels,
+    string_dataset,
     tenx_v2_genome,
 )
 from deepchem_actinn.preprocessing import (
@@ -185,7 +186,11 @@ class ChunkedCounts:
         import h5py
 
         with h5py.File(self.path, "r") as handle:
-            return np.asarray(_strings(handle[self._barcodes][start:stop]), dtype=object)
+            return self._ids(handle, start, stop)
+
+    def _ids(self, handle: Any, start: int, stop: Optional[int]) -> np.ndarray:
+        barcodes = string_dataset(handle[self._barcodes])
+        return np.asarray(_strings(barcodes[start:stop]), dtype=object)
 
     def read(self, start: int, stop: int, handle: Any = None) -> sp.csr_matrix:
         """Counts of cells ``start`` to ``stop`` as float32 CSR over :attr:`genes`."""
@@ -215,7 +220,7 @@ class ChunkedCounts:
         with h5py.File(self.path, "r") as handle:
             for start in range(0, self.n_cells, chunk_cells):
                 stop = min(start + chunk_cells, self.n_cells)
-                ids = np.asarray(_strings(handle[self._barcodes][start:stop]), dtype=object)
+                ids = self._ids(handle, start, stop)
                 X = self.read(start, stop, handle)
                 if world > 1:
                     rows = rank_rows(stop - start, start, rank, world)

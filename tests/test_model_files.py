@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import synthetic_counts, write_counts, write_labels
+from deepchem.models.torch_models.torch_model import TorchModel
 
 import deepchem_actinn as da
 from deepchem_actinn import cli
@@ -189,7 +190,7 @@ def test_resume_from_a_deepchem_checkpoint_without_shuffle_state(dataset, tmp_pa
     """Older checkpoints (DeepChem's own format) still resume, at the right step."""
     first = ACTINNModel(model_dir=os.fspath(tmp_path), **SETTINGS)
     first.fit(dataset, nb_epoch=3, checkpoint_interval=0)
-    dc.models.TorchModel.save_checkpoint(first, model_dir=os.fspath(tmp_path))
+    TorchModel.save_checkpoint(first, model_dir=os.fspath(tmp_path))
     data = torch.load(tmp_path / "checkpoint1.pt", weights_only=True)
     assert "shuffle_rng_state" not in data
     resumed = ACTINNModel(model_dir=os.fspath(tmp_path), **SETTINGS)
