@@ -83,35 +83,21 @@ def _all_reduce(array: np.ndarray, op: Any = None) -> np.ndarray:
     return tensor.cpu().numpy()
 
 
-def fit_featurizer_distributed(X: sp.csr_matrix, genes: np.ndarray) -> Any:
+def fit_featurizer_distributed(X: sp.csr_matrix, genes: np.ndarray,
+                               source: str = "<ranks>") -> Any:
     """ACTINN's gene filters from sums all-reduced over ranks (same on every rank)."""
-    from deepchem_actinn.errors import InputError
-    from deepchem_actinn.preprocessing import (
-        ScRNAFeaturizer,
-        coefficient_of_variation,
-        normalize_log2,
-        select_genes,
-    )
+    from deepchem_actinn.io import take_rows
+    from deepchem_actinn.preprocessing import ScRNAFeaturizer, gene_sums, normalize_log2
 
     featurizer = ScRNAFeaturizer()
     library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-    rows = np.flatnonzero(library > 0)
-    L = sp.csr_matrix(normalize_log2(X[rows], featurizer.target_sum, library[rows]),
-                      dtype=np.float64)
-    sums = np.concatenate([np.asarray(L.sum(axis=0)).ravel(),
-                           np.asarray(L.multiply(L).sum(axis=0)).ravel(), [len(rows)]])
-    sums = _all_reduce(sums)
+    used = library > 0
+    total, squares = gene_sums(normalize_log2(take_rows(X, used), featurizer.target_sum,
+                                              library[used]))
+    sums = _all_reduce(np.concatenate([total, squares, [used.sum()]]))
     n_genes = len(genes)
-    total, squares, n = sums[:n_genes], sums[n_genes:2 * n_genes], sums[-1]
-    if n == 0:
-        raise InputError("every training cell has zero counts")
-    cv = coefficient_of_variation(total, squares, n)
-    kept = select_genes(total, cv, featurizer.low_percentile, featurizer.high_percentile)
-    if len(kept) < 2:
-        raise InputError(f"only {len(kept)} genes pass ACTINN's filters")
-    featurizer.input_genes_ = np.asarray(genes, dtype=object)
-    featurizer.genes_ = featurizer.input_genes_[kept]
-    return featurizer
+    return featurizer.fit_from_sums(sums[:n_genes], sums[n_genes:2 * n_genes], int(sums[-1]),
+                                    genes, source)
 
 
 def _pick_device(requested: Optional[str]) -> torch.device:
@@ -137,7 +123,7 @@ def _rank_cells_in_memory(train_set: str, train_labels: str, rank: int, world: i
     keep = names.notna().to_numpy() & (np.asarray(X.sum(axis=1)).ravel() > 0)
     X, ids, names = X[np.flatnonzero(keep)], ids[keep], names[keep]
     classes = _union_over_ranks(set(names.tolist()), world)
-    featurizer = fit_featurizer_distributed(X, genes)
+    featurizer = fit_featurizer_distributed(X, genes, train_set)
     # Equal cell counts, so every rank takes the same number of steps.
     n_local = int(_all_reduce(np.array([X.shape[0]]), dist.ReduceOp.MIN)[0])
     y, _ = encode_labels(names.tolist()[:n_local], classes)

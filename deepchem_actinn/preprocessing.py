@@ -76,6 +76,32 @@ def normalize_log2(X: Matrix, target_sum: float = TARGET_SUM,
     return np.log2(dense + 1.0).astype(np.float32)
 
 
+def gene_sums(L: Matrix) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-gene float64 sums and sums of squares over the rows (cells) of ``L``.
+
+    What :func:`gene_statistics` needs, and what streaming and distributed
+    fits add up chunk by chunk or over processes.
+
+    Examples
+    --------
+    >>> import numpy as np, scipy.sparse as sp
+    >>> total, squares = gene_sums(sp.csr_matrix(np.array([[1.0, 0.0], [3.0, 2.0]])))
+    >>> total.tolist(), squares.tolist()
+    ([4.0, 2.0], [10.0, 4.0])
+    """
+    if sp.issparse(L):
+        # float64 sums, as for dense input (float32 sums differ from the dense ones enough
+        # to change which genes pass the filters), accumulated cell after cell by bincount
+        # without a float64 copy of the whole matrix.
+        L = sp.csr_matrix(L)
+        total = np.bincount(L.indices, weights=L.data, minlength=L.shape[1])
+        squares = np.bincount(L.indices, weights=np.square(L.data, dtype=np.float64),
+                              minlength=L.shape[1])
+        return total, squares
+    L64 = np.asarray(L, dtype=np.float64)
+    return L64.sum(axis=0), np.square(L64).sum(axis=0)
+
+
 def gene_statistics(L: Matrix) -> Tuple[np.ndarray, np.ndarray]:
     """Total expression and coefficient of variation (population std / mean) of each column.
 
@@ -88,20 +114,8 @@ def gene_statistics(L: Matrix) -> Tuple[np.ndarray, np.ndarray]:
     >>> total.tolist(), cv.round(3).tolist()
     ([4.0, 0.0, 4.0], [0.5, nan, 0.0])
     """
-    n = L.shape[0]
-    if sp.issparse(L):
-        # float64 sums, as for dense input (float32 sums differ from the dense ones enough
-        # to change which genes pass the filters), accumulated cell after cell by bincount
-        # without a float64 copy of the whole matrix.
-        L = sp.csr_matrix(L)
-        total = np.bincount(L.indices, weights=L.data, minlength=L.shape[1])
-        squares = np.bincount(L.indices, weights=np.square(L.data, dtype=np.float64),
-                              minlength=L.shape[1])
-    else:
-        L64 = np.asarray(L, dtype=np.float64)
-        total = L64.sum(axis=0)
-        squares = np.square(L64).sum(axis=0)
-    return total, coefficient_of_variation(total, squares, n)
+    total, squares = gene_sums(L)
+    return total, coefficient_of_variation(total, squares, L.shape[0])
 
 
 def coefficient_of_variation(total: np.ndarray, squares: np.ndarray, n: float) -> np.ndarray:
@@ -301,15 +315,32 @@ class ScRNAFeaturizer:
         L = (stats_rows[0] if len(stats_rows) == 1  # no copy of a whole atlas
              else sp.vstack(stats_rows, format="csr") if sp.issparse(stats_rows[0])
              else np.vstack(stats_rows))
-        if L.shape[0] == 0:
+        total, squares = gene_sums(L)
+        return self.fit_from_sums(total, squares, L.shape[0], input_genes, source)
+
+    def fit_from_sums(self, total: np.ndarray, squares: np.ndarray, n_cells: int,
+                      input_genes: Names, source: str = "<memory>") -> ScRNAFeaturizer:
+        """Choose the genes from per-gene sums over ``n_cells`` log-normalised cells.
+
+        :meth:`fit` computes the sums from a matrix (:func:`gene_sums`); the
+        streaming and distributed fits add them up chunk by chunk or over
+        processes, and all choose the genes here.
+
+        >>> import numpy as np
+        >>> f = ScRNAFeaturizer(low_percentile=0, high_percentile=100)
+        >>> f.fit_from_sums(np.array([4.0, 0.0, 4.0]), np.array([10.0, 0.0, 8.0]), 2,
+        ...                 ["A", "B", "C"]).genes_.tolist()
+        ['A', 'C']
+        """
+        if n_cells == 0:
             raise InputError("every training cell has zero counts", source)
-        total, cv = gene_statistics(L)
+        cv = coefficient_of_variation(total, squares, n_cells)
         kept = select_genes(total, cv, self.low_percentile, self.high_percentile)
         if len(kept) < 2:
             raise InputError(f"only {len(kept)} genes pass ACTINN's filters; the training "
                              "matrix has too few expressed genes", source)
-        self.input_genes_ = input_genes
-        self.genes_ = input_genes[kept]
+        self.input_genes_ = np.asarray(input_genes, dtype=object)
+        self.genes_ = self.input_genes_[kept]
         return self
 
     # -- applying --------------------------------------------------------------

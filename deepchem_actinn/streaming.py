@@ -54,12 +54,7 @@ from deepchem_actinn.io import (
     string_dataset,
     tenx_v2_genome,
 )
-from deepchem_actinn.preprocessing import (
-    ScRNAFeaturizer,
-    coefficient_of_variation,
-    normalize_log2,
-    select_genes,
-)
+from deepchem_actinn.preprocessing import ScRNAFeaturizer, gene_sums, normalize_log2
 from deepchem_actinn.sparse import SparseCellDataset, to_torch_csr
 
 logger = logging.getLogger(__name__)
@@ -312,11 +307,11 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
         library = np.asarray(X_in.sum(axis=1), dtype=np.float64).ravel()
         n_empty += int((library == 0).sum())
         rows = np.flatnonzero(library > 0)
-        # The float32 values fit() sees, summed in float64 as gene_statistics does.
-        L = sp.csr_matrix(normalize_log2(X_in[rows], featurizer.target_sum, library[rows]),
-                          dtype=np.float64)
-        total += np.asarray(L.sum(axis=0)).ravel()
-        squares += np.asarray(L.multiply(L).sum(axis=0)).ravel()
+        # The float32 values fit() sees, summed in float64 as it sums them.
+        chunk_total, chunk_squares = gene_sums(
+            normalize_log2(X_in[rows], featurizer.target_sum, library[rows]))
+        total += chunk_total
+        squares += chunk_squares
         n_used += len(rows)
     if reduce is not None:
         sums = reduce(np.concatenate([total, squares, [n_used]]))
@@ -324,12 +319,7 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
     if n_used == 0:
         raise InputError("no labelled cell with non-zero counts" if lookup is not None
                          else "every cell has zero counts", counts.path)
-    cv = coefficient_of_variation(total, squares, n_used)
-    kept = select_genes(total, cv, featurizer.low_percentile, featurizer.high_percentile)
-    if len(kept) < 2:
-        raise InputError(f"only {len(kept)} genes pass ACTINN's filters", counts.path)
-    featurizer.input_genes_ = counts.genes[columns]
-    featurizer.genes_ = counts.genes[columns][kept]
+    featurizer.fit_from_sums(total, squares, n_used, counts.genes[columns], counts.path)
     featurizer.joint_ = False
     stats = StreamStatistics(counts.n_cells, n_used, n_unlabelled, n_empty,
                              np.asarray(sorted(classes), dtype=object),
