@@ -73,3 +73,14 @@ def synthetic_counts(n_cells=120, n_genes=200, n_types=3, seed=0):
         lam[types == t, t * block:(t + 1) * block] *= 8.0
     counts = rng.poisson(lam).astype(np.int64)
     return counts, types
+
+
+def write_labelled_counts(folder, n_cells, n_genes, type_prefix="t"):
+    """Synthetic counts (cells ``cell{i}``, genes ``Gene{i}``) and their labels on disk.
+
+    Returns ``(counts, types, counts_path, labels_path)``.
+    """
+    counts, types = synthetic_counts(n_cells, n_genes)
+    path = write_counts(folder / "counts.h5", counts)
+    names = {f"cell{i}": f"{type_prefix}{t}" for i, t in enumerate(types)}
+    return counts, types, path, write_labels(folder / "labels.tsv", names)

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_counts, write_counts, write_labels
+from conftest import write_counts, write_labelled_counts, write_labels
 
 import deepchem_actinn as da
 from deepchem_actinn import cli
@@ -42,10 +42,7 @@ CELLS = [f"cell{i}" for i in range(N_CELLS)]
 def data(tmp_path_factory):
     """Good synthetic counts, labels and a small trained model on disk."""
     folder = tmp_path_factory.mktemp("good")
-    X, types = synthetic_counts(N_CELLS, N_GENES)
-    counts = write_counts(folder / "counts.h5", X, GENES, CELLS)
-    names = {c: f"type{t}" for c, t in zip(CELLS, types, strict=True)}
-    labels = write_labels(folder / "labels.tsv", names)
+    X, types, counts, labels = write_labelled_counts(folder, N_CELLS, N_GENES, "type")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = da.train_reference(counts, labels, epochs=2)
@@ -312,38 +309,27 @@ def test_duplicate_genes_and_cells_warn(data, tmp_path):
 
 
 def _label_case(name, path, data):
-    pairs = [(c, f"type{t}") for c, t in zip(CELLS, data["types"], strict=True)]
-    if name == "empty":
-        open(path, "w").close()
-        return r"empty"
-    if name == "blank lines only":
-        with open(path, "w") as handle:
-            handle.write("\n\n  \n")
-        return r"label file is empty"
-    if name == "header only":
-        with open(path, "w") as handle:
-            handle.write("cell_id\tcell_type\n")
-        return r"header but no labels"
-    if name == "commas":
-        with open(path, "w") as handle:
-            handle.writelines(f"{c},{t}\n" for c, t in pairs)
-        return r"line 1 is not 'cell_id<TAB>cell_type'.*commas"
-    if name == "spaces":
-        with open(path, "w") as handle:
-            handle.writelines(f"{c} {t}\n" for c, t in pairs)
-        return r"line 1 .*spaces"
-    if name == "duplicate ids":
-        with open(path, "w") as handle:
-            handle.writelines(f"{c}\t{t}\n" for c, t in pairs + [("cell3", "type0")])
-        return r"1 duplicate cell ids \(e.g. cell3\)"
-    if name == "empty type":
-        with open(path, "w") as handle:
-            handle.write("cell0\tB\ncell1\t\ncell2\tT\n")
-        return r"line 2 has an empty cell id or cell type"
+    """Write the malformed label file ``name`` to ``path``; return the expected error."""
     if name == "binary":
         shutil.copy(data["counts"], path)
         return r"not UTF-8"
-    raise AssertionError(name)
+    pairs = [(c, f"type{t}") for c, t in zip(CELLS, data["types"], strict=True)]
+    cases = {
+        "empty": ("", r"empty"),
+        "blank lines only": ("\n\n  \n", r"label file is empty"),
+        "header only": ("cell_id\tcell_type\n", r"header but no labels"),
+        "commas": ("".join(f"{c},{t}\n" for c, t in pairs),
+                   r"line 1 is not 'cell_id<TAB>cell_type'.*commas"),
+        "spaces": ("".join(f"{c} {t}\n" for c, t in pairs), r"line 1 .*spaces"),
+        "duplicate ids": ("".join(f"{c}\t{t}\n" for c, t in pairs + [("cell3", "type0")]),
+                          r"1 duplicate cell ids \(e.g. cell3\)"),
+        "empty type": ("cell0\tB\ncell1\t\ncell2\tT\n",
+                       r"line 2 has an empty cell id or cell type"),
+    }
+    text, pattern = cases[name]
+    with open(path, "w") as handle:
+        handle.write(text)
+    return pattern
 
 
 LABEL_CASES = ["empty", "blank lines only", "header only", "commas", "spaces", "duplicate ids",

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_counts, write_counts, write_labels
+from conftest import write_labelled_counts
 
 import deepchem_actinn as da
 from deepchem_actinn import atomic as atomic_module
@@ -32,12 +32,7 @@ from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, _sha256
 def small(tmp_path_factory):
     """Small counts, labels and two different trained models (A and B) on disk."""
     folder = tmp_path_factory.mktemp("small")
-    X, types = synthetic_counts(90, 150)
-    genes = [f"Gene{i}" for i in range(150)]
-    cells = [f"cell{i}" for i in range(90)]
-    counts = write_counts(folder / "counts.h5", X, genes, cells)
-    names = {c: f"t{t}" for c, t in zip(cells, types, strict=True)}
-    labels = write_labels(folder / "labels.tsv", names)
+    _, _, counts, labels = write_labelled_counts(folder, 90, 150)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = da.train_reference(counts, labels, epochs=1, seed=0).save(folder / "A")

@@ -16,7 +16,7 @@ import deepchem as dc
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_counts, write_counts, write_labels
+from conftest import synthetic_counts, write_labelled_counts
 from deepchem.models.torch_models.torch_model import TorchModel
 
 import deepchem_actinn as da
@@ -38,12 +38,7 @@ class Payload:
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
-    X, types = synthetic_counts(60, 120)
-    genes = [f"Gene{i}" for i in range(120)]
-    cells = [f"cell{i}" for i in range(60)]
-    counts = write_counts(folder / "counts.h5", X, genes, cells)
-    names = {c: f"t{t}" for c, t in zip(cells, types, strict=True)}
-    labels = write_labels(folder / "labels.tsv", names)
+    _, _, counts, labels = write_labelled_counts(folder, 60, 120)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = da.train_reference(counts, labels, epochs=1)
