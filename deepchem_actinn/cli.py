@@ -214,7 +214,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-#: train options the out-of-core path does not take (it streams one file, trains, saves).
+#: Options that need the whole file in memory: refused by train --out-of-core and
+#: predict --chunk-cells, which stream one 10x / CSR .h5ad file.
 _IN_MEMORY_ONLY = {"joint": "--joint", "validation_fraction": "--validation-fraction",
                    "plots": "--plots", "checkpoint_dir": "--checkpoint-dir",
                    "resume": "--resume", "format": "--format", "gene_column": "--gene-column",

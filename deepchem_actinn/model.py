@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from deepchem.models.optimizers import Adam, ExponentialDecay
+from deepchem.models.optimizers import Adam, ExponentialDecay, LearningRateSchedule
 
 # From its module: deepchem's pre-releases (Python 3.12, Colab) skip dc.models.TorchModel
 # when `transformers` is not installed, although the class itself imports fine.
@@ -246,9 +246,8 @@ class WeightL2Adam(Adam):
         groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": self.l2},
                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
         groups = [group for group in groups if group["params"]]
-        lr = (self.learning_rate.initial_rate if isinstance(
-            self.learning_rate, dc.models.optimizers.LearningRateSchedule)
-            else self.learning_rate)
+        lr = (self.learning_rate.initial_rate
+              if isinstance(self.learning_rate, LearningRateSchedule) else self.learning_rate)
         options = {"lr": lr, "betas": (self.beta1, self.beta2), "eps": self.epsilon}
         try:
             # One kernel for the whole update (torch >= 2.4 on CPU, CUDA).
