@@ -29,7 +29,7 @@ from deepchem_actinn.io import (
     from_anndata,
     read_counts,
 )
-from deepchem_actinn.model import ACTINNModel
+from deepchem_actinn.model import GENE_SELECTION_DEFAULTS, ACTINNModel, featurizer_for
 from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning, ScRNAFeaturizer
 from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse, to_torch_csr
 
@@ -129,7 +129,10 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
         warnings.warn(f"{matrix.source}: dropped {int((library == 0).sum())} training cells with "
                       "zero counts", PreprocessingWarning, stacklevel=2)
         dataset = dataset.select(np.flatnonzero(library > 0))
-    featurizer = fit_featurizer(dataset, matrix.source, query, joint=joint)
+    selection = {k: model_kwargs.pop(k) for k in list(model_kwargs)
+                 if k in GENE_SELECTION_DEFAULTS}
+    featurizer = fit_featurizer(dataset, matrix.source, query, joint=joint, preset=preset,
+                                **selection)
     features = featurize(featurizer, dataset)
     model = ACTINNModel(len(featurizer.genes_), dataset.n_classes, preset=preset,
                         classes=dataset.classes, featurizer=featurizer, seed=seed, device=device,
@@ -139,14 +142,17 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
 
 
 def fit_featurizer(dataset: Any, source: str, query: Any = None, *, joint: bool = False,
-                   min_gene_overlap: float = 0.1) -> ScRNAFeaturizer:
-    """Fit ACTINN's preprocessing on a raw-count training dataset.
+                   min_gene_overlap: float = 0.1, preset: str = "actinn",
+                   **gene_selection: Any) -> ScRNAFeaturizer:
+    """Fit a preset's preprocessing on a raw-count training dataset.
 
     ``query`` (path, CountMatrix or gene list) restricts the genes to those it
     shares; with ``joint=True`` (a matrix query) the filters are fitted on
-    training and query cells together, the paper's mode.
+    training and query cells together, the paper's mode. ``gene_selection``
+    overrides the preset's ``low_percentile``, ``high_percentile`` and
+    ``exclude_genes``.
     """
-    featurizer = ScRNAFeaturizer(min_gene_overlap=min_gene_overlap)
+    featurizer = featurizer_for(preset, min_gene_overlap=min_gene_overlap, **gene_selection)
     train_matrix = dataset.to_count_matrix(source)
     if joint:
         if query is None:
@@ -189,6 +195,8 @@ class AnnotationResult:
     probabilities: ``(n_cells, n_classes)``, columns in ``classes`` order.
     embedding: the last hidden layer, ``(n_cells, 25)`` for ACTINN.
     overlap: how the query's genes covered the model's.
+    preset: the training mode of the model (``"actinn"``: the paper's; see
+        :data:`~deepchem_actinn.model.PRESETS`).
 
     Examples
     --------
@@ -216,6 +224,7 @@ class AnnotationResult:
     embedding: np.ndarray
     threshold: Optional[float]
     overlap: GeneOverlap
+    preset: str = "actinn"  # the mode the model was trained in
 
     def __len__(self) -> int:
         return len(self.cell_ids)
@@ -426,7 +435,8 @@ def _result(model: ACTINNModel, cells: Any, probabilities: np.ndarray, embedding
     if threshold is not None:
         labels[probability < float(threshold)] = UNASSIGNED
     return AnnotationResult(np.asarray(cells, dtype=object), labels, predicted, probability,
-                            probabilities, model.classes, embedding, threshold, overlap)
+                            probabilities, model.classes, embedding, threshold, overlap,
+                            model.preset)
 
 
 class _CallableModule(types.ModuleType):

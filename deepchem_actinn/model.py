@@ -73,6 +73,16 @@ TRAINING_OPTIONS: Dict[str, Any] = {
     "min_steps": 0,
     "label_smoothing": 0.0,
     "class_weight": None,
+    "linear_skip": False,
+}
+
+#: ACTINN's gene selection (:class:`~deepchem_actinn.preprocessing.ScRNAFeaturizer`
+#: settings): genes outside the 1st-99th percentiles of total expression, then of
+#: coefficient of variation, are dropped; no gene is excluded by name.
+GENE_SELECTION_DEFAULTS: Dict[str, Any] = {
+    "low_percentile": 1.0,
+    "high_percentile": 99.0,
+    "exclude_genes": None,
 }
 
 #: Named settings: ``actinn`` is the paper's network and training; ``robust``
@@ -81,6 +91,43 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "actinn": {},
     "robust": {"learning_rate": 1e-3, "input_dropout": 0.5},
 }
+
+
+def preset_settings(preset: str, **overrides: Any) -> Dict[str, Any]:
+    """Every setting of a preset (network, training, gene selection), ``overrides`` applied.
+
+    ``None`` overrides are ignored, so optional arguments can be passed straight through.
+
+    >>> preset_settings("robust", epochs=10)["learning_rate"], preset_settings("actinn")["l2"]
+    (0.001, 0.005)
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
+    known = {**ACTINN_DEFAULTS, **TRAINING_OPTIONS, **GENE_SELECTION_DEFAULTS}
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise TypeError(f"unknown setting{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return {**known, **PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+
+
+def featurizer_for(preset: str = "actinn", min_gene_overlap: float = 0.1,
+                   **overrides: Any) -> ScRNAFeaturizer:
+    """An unfitted :class:`ScRNAFeaturizer` with a preset's gene selection.
+
+    >>> featurizer_for("actinn").high_percentile
+    99.0
+    """
+    settings = preset_settings(preset, **overrides)
+    return ScRNAFeaturizer(low_percentile=float(settings["low_percentile"]),
+                           high_percentile=float(settings["high_percentile"]),
+                           exclude_genes=settings["exclude_genes"],
+                           min_gene_overlap=min_gene_overlap)
+
+
+#: Keyword arguments ACTINNModel passes on to ``dc.models.TorchModel``; any other is a
+#: mistake (a misspelt setting would otherwise vanish into DeepChem's ``**kwargs``).
+_TORCH_MODEL_OPTIONS = {"model_dir", "log_frequency", "tensorboard", "wandb", "wandb_logger"}
 
 
 class GeneLinear(nn.Module):
@@ -152,7 +199,7 @@ class ActinnClassifier(nn.Module):
     def __init__(self, n_genes: int, n_classes: int,
                  hidden_sizes: Sequence[int] = (100, 50, 25), input_dropout: float = 0.0,
                  generator: Optional[torch.Generator] = None,
-                 dropout_seed: Optional[int] = None) -> None:
+                 dropout_seed: Optional[int] = None, linear_skip: bool = False) -> None:
         super().__init__()
         self.dropout_seed = dropout_seed
         self._dropout_generators: Dict[str, torch.Generator] = {}
@@ -168,18 +215,25 @@ class ActinnClassifier(nn.Module):
         for layer in linear[1:]:
             nn.init.xavier_uniform_(layer.weight, generator=generator)
             nn.init.zeros_(layer.bias)
+        # A genes -> types path beside the hidden layers (a multinomial logistic
+        # regression inside the network); zero at first, so training starts as ACTINN.
+        self.skip: Optional[GeneLinear] = None
+        if linear_skip:
+            self.skip = GeneLinear(sizes[0], sizes[-1], generator)
+            nn.init.zeros_(self.skip.weight)
 
     def layers(self) -> List[nn.Module]:
         """The linear layers, input to output (the first one a :class:`GeneLinear`)."""
         return list(self.hidden) + [self.output]
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if x.layout != torch.strided and self.training and self.input_dropout.p > 0:
-            x = x.to_dense()  # dropout needs a dense input
-        h = self._drop_inputs(x) if x.layout == torch.strided else x
+        x = self._drop_inputs(x)
+        h = x
         for layer in self.hidden:
             h = F.relu(layer(h))
         logits = self.output(h)
+        if self.skip is not None:
+            logits = logits + self.skip(x)
         probs = F.softmax(logits / self.temperature, dim=-1)
         return probs.unsqueeze(1), logits.unsqueeze(1), h
 
@@ -198,6 +252,17 @@ class ActinnClassifier(nn.Module):
         rate = float(self.input_dropout.p)
         if not self.training or rate == 0.0:
             return x
+        if x.layout == torch.sparse_csr:
+            # Dropping a zero changes nothing: masking the stored values is dropout
+            # on the whole row, without densifying the batch.
+            values = x.values()
+            keep = torch.rand(values.shape, generator=self.dropout_generator(x.device),
+                              device=x.device) >= rate
+            return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(),
+                                           values * keep / (1.0 - rate), x.shape,
+                                           check_invariants=False)  # x's own structure
+        if x.layout != torch.strided:
+            x = x.to_dense()
         if self.dropout_seed is None:
             return self.input_dropout(x)
         keep = torch.rand(x.shape, generator=self.dropout_generator(x.device),
@@ -346,14 +411,20 @@ class ACTINNModel(TorchModel):
                  classes: Optional[Names] = None,
                  featurizer: Optional[ScRNAFeaturizer] = None, seed: int = 0,
                  device: Optional[Union[str, torch.device]] = None, **kwargs: Any) -> None:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
         given = {"hidden_sizes": hidden_sizes, "learning_rate": learning_rate,
                  "decay_rate": decay_rate, "decay_steps": decay_steps, "l2": l2,
                  "batch_size": batch_size, "epochs": epochs, "input_dropout": input_dropout}
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k in TRAINING_OPTIONS}
-        settings = {**ACTINN_DEFAULTS, **TRAINING_OPTIONS, **PRESETS[preset],
-                    **{k: v for k, v in given.items() if v is not None}, **options}
+        options = {k: kwargs.pop(k) for k in list(kwargs)
+                   if k in TRAINING_OPTIONS or k in GENE_SELECTION_DEFAULTS}
+        unknown = sorted(set(kwargs) - _TORCH_MODEL_OPTIONS)
+        if unknown:
+            raise TypeError(f"ACTINNModel() got unexpected keyword argument"
+                            f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
+        settings = preset_settings(preset, **given, **options)
+        if featurizer is not None:  # record the gene selection actually used
+            settings.update(low_percentile=featurizer.low_percentile,
+                            high_percentile=featurizer.high_percentile,
+                            exclude_genes=featurizer.exclude_genes)
         if settings["class_weight"] not in (None, "balanced"):
             raise ValueError(f"class_weight must be None or 'balanced', got "
                              f"{settings['class_weight']!r}")
@@ -376,7 +447,8 @@ class ACTINNModel(TorchModel):
         generator = torch.Generator().manual_seed(self.seed)
         module = ActinnClassifier(self.n_genes, self.n_classes, settings["hidden_sizes"],
                                   settings["input_dropout"], generator=generator,
-                                  dropout_seed=self.seed + 1)
+                                  dropout_seed=self.seed + 1,
+                                  linear_skip=bool(settings["linear_skip"]))
         schedule = ExponentialDecay(float(settings["learning_rate"]),
                                     float(settings["decay_rate"]), int(settings["decay_steps"]),
                                     staircase=True)

@@ -19,6 +19,7 @@ Two decisions the original leaves open (it produces NaN):
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -30,6 +31,10 @@ from deepchem_actinn.errors import GeneOverlapError, InputError
 from deepchem_actinn.io import CountMatrix, Matrix, Names, take_columns, take_rows
 
 TARGET_SUM = 10_000.0
+#: Mitochondrial (``MT-``, mouse ``mt-``) and ribosomal-protein (``RPL``/``RPS``,
+#: mouse ``Rpl``/``Rps``) genes: highly expressed in every cell type, with a share of the
+#: counts that follows the platform and the cell's state rather than its type.
+TECHNICAL_GENES = r"MT-|RP[LS]\d|RPLP\d|MRP[LS]\d"
 
 
 class PreprocessingWarning(UserWarning):
@@ -226,6 +231,12 @@ class ScRNAFeaturizer:
     min_gene_overlap: float
         :meth:`transform` refuses a query that holds less than this fraction
         of the model's genes; below 50% it warns.
+    exclude_genes: str, optional
+        Regular expression (matched case-insensitively from the start of the
+        name) of genes to leave out entirely, of the library sizes too; e.g.
+        :data:`TECHNICAL_GENES`, the mitochondrial and ribosomal-protein genes
+        whose share of a cell's counts is set by the platform and the cell's
+        quality rather than its type. ``None`` (ACTINN) keeps every gene.
 
     Attributes
     ----------
@@ -250,11 +261,15 @@ class ScRNAFeaturizer:
     """
 
     def __init__(self, target_sum: float = TARGET_SUM, low_percentile: float = 1.0,
-                 high_percentile: float = 99.0, min_gene_overlap: float = 0.1) -> None:
+                 high_percentile: float = 99.0, min_gene_overlap: float = 0.1,
+                 exclude_genes: Optional[str] = None) -> None:
         self.target_sum = float(target_sum)
         self.low_percentile = float(low_percentile)
         self.high_percentile = float(high_percentile)
         self.min_gene_overlap = float(min_gene_overlap)
+        self.exclude_genes = exclude_genes
+        if exclude_genes is not None:
+            re.compile(exclude_genes)  # a bad pattern fails here, not at fit time
         self.input_genes_: Any = None  # np.ndarray of str once fitted
         self.genes_: Any = None
         self.joint_ = False
@@ -284,19 +299,18 @@ class ScRNAFeaturizer:
         X, train_genes, source = _as_matrix(data, genes)
         columns = np.arange(len(train_genes))
         self.joint_ = joint_with is not None
-        if restrict_to is not None or joint_with is not None:
-            if joint_with is not None:
-                other_X, other_genes, _ = (_as_matrix(joint_with, None)
-                                           if isinstance(joint_with, CountMatrix)
-                                           else _as_matrix(joint_with[0], joint_with[1]))
-                shared = set(other_genes)
-            else:
-                shared = {str(g).upper() for g in restrict_to or []}
+        if joint_with is not None:
+            other_X, other_genes, _ = (_as_matrix(joint_with, None)
+                                       if isinstance(joint_with, CountMatrix)
+                                       else _as_matrix(joint_with[0], joint_with[1]))
+            shared = set(other_genes)
             columns = np.flatnonzero([g in shared for g in train_genes])
-            if joint_with is not None:  # ACTINN sorts the common genes
-                columns = columns[np.argsort(train_genes[columns], kind="stable")]
+            # ACTINN sorts the common genes
+            columns = columns[np.argsort(train_genes[columns], kind="stable")]
             if len(columns) == 0:
                 raise GeneOverlapError("training data shares no gene with the query", source)
+        columns = self.input_columns(train_genes, None if joint_with is not None else
+                                     restrict_to, source, columns)
         input_genes = train_genes[columns]
         X_in = take_columns(X, columns)
         library = np.asarray(X_in.sum(axis=1), dtype=np.float64).ravel()
@@ -317,6 +331,30 @@ class ScRNAFeaturizer:
              else np.vstack(stats_rows))
         total, squares = gene_sums(L)
         return self.fit_from_sums(total, squares, L.shape[0], input_genes, source)
+
+    def input_columns(self, genes: Names, restrict_to: Optional[Names] = None,
+                      source: str = "<memory>", columns: Optional[np.ndarray] = None
+                      ) -> np.ndarray:
+        """Columns of ``genes`` the model may use: shared with ``restrict_to``, not excluded.
+
+        The in-memory, streamed and distributed fits all choose their input genes here.
+
+        >>> f = ScRNAFeaturizer(exclude_genes="MT-")
+        >>> f.input_columns(["CD3E", "mt-Co1", "Cd19"], restrict_to=["cd19", "MT-CO1"]).tolist()
+        [2]
+        """
+        names = np.asarray([str(g) for g in genes], dtype=object)
+        if columns is None:
+            columns = np.arange(len(names))
+        if restrict_to is not None:
+            shared = {str(g).upper() for g in restrict_to}
+            columns = columns[[str(g).upper() in shared for g in names[columns]]]
+            if len(columns) == 0:
+                raise GeneOverlapError("training data shares no gene with the query", source)
+        if self.exclude_genes is not None:
+            excluded = re.compile(self.exclude_genes, re.IGNORECASE)
+            columns = columns[[excluded.match(g) is None for g in names[columns]]]
+        return np.asarray(columns, dtype=np.int64)
 
     def fit_from_sums(self, total: np.ndarray, squares: np.ndarray, n_cells: int,
                       input_genes: Names, source: str = "<memory>") -> ScRNAFeaturizer:
@@ -451,6 +489,7 @@ class ScRNAFeaturizer:
             "low_percentile": self.low_percentile,
             "high_percentile": self.high_percentile,
             "min_gene_overlap": self.min_gene_overlap,
+            "exclude_genes": self.exclude_genes,
             "joint": self.joint_,
             "input_genes": [str(g) for g in self.input_genes_],
             "genes": [str(g) for g in self.genes_],
@@ -459,8 +498,10 @@ class ScRNAFeaturizer:
     @classmethod
     def from_dict(cls, state: Dict[str, Any]) -> ScRNAFeaturizer:
         """Rebuild a fitted featurizer from :meth:`to_dict` output."""
+        exclude = state.get("exclude_genes")  # absent from files saved before it existed
         featurizer = cls(float(state["target_sum"]), float(state["low_percentile"]),
-                         float(state["high_percentile"]), float(state["min_gene_overlap"]))
+                         float(state["high_percentile"]), float(state["min_gene_overlap"]),
+                         None if exclude is None else str(exclude))
         featurizer.joint_ = bool(state.get("joint", False))
         featurizer.input_genes_ = np.asarray([str(g) for g in state["input_genes"]], dtype=object)
         featurizer.genes_ = np.asarray([str(g) for g in state["genes"]], dtype=object)

@@ -286,12 +286,7 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
     counts = source if isinstance(source, ChunkedCounts) else ChunkedCounts(source)
     featurizer = featurizer or ScRNAFeaturizer()
     lookup = _label_lookup(labels)
-    columns = np.arange(len(counts.genes))
-    if restrict_to is not None:
-        shared = {str(g).upper() for g in restrict_to}
-        columns = np.flatnonzero([g in shared for g in counts.genes])
-        if len(columns) == 0:
-            raise InputError("training data shares no gene with the query", counts.path)
+    columns = featurizer.input_columns(counts.genes, restrict_to, counts.path)
     total = np.zeros(len(columns), np.float64)
     squares = np.zeros(len(columns), np.float64)
     n_used = n_unlabelled = n_empty = 0

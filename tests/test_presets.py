@@ -17,9 +17,12 @@ from deepchem_actinn.model import (
     MODEL_FILE,
     PRESETS,
     TRAINING_OPTIONS,
+    ActinnClassifier,
     ACTINNModel,
     _balanced_weights,
+    featurizer_for,
 )
+from deepchem_actinn.preprocessing import TECHNICAL_GENES
 
 
 def _reference(n_cells=90, seed=0):
@@ -172,3 +175,60 @@ def test_resumed_robust_run_replays_the_dropout_masks(tmp_path):
     resumed.fit(data, nb_epoch=2, checkpoint_interval=0)
     for a, b in zip(unbroken.model.parameters(), resumed.model.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_sparse_input_dropout_keeps_zeros_and_scales_the_kept_values():
+    net = ActinnClassifier(6, 2, input_dropout=0.5, dropout_seed=0)
+    net.train()
+    dense = torch.tensor([[0.0, 2.0, 0.0, 4.0, 1.0, 0.0]] * 200)
+    dropped = net._drop_inputs(dense.to_sparse_csr()).to_dense()
+    assert torch.all(dropped[dense == 0] == 0)
+    kept = dropped[dense != 0] / dense[dense != 0]
+    assert set(kept.unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1/(1-p)
+    assert 0.4 < float((kept > 0).float().mean()) < 0.6
+    net.eval()
+    assert torch.equal(net._drop_inputs(dense.to_sparse_csr()).to_dense(), dense)
+
+
+def test_linear_skip_adds_a_genes_to_types_path_that_starts_at_zero():
+    plain = ActinnClassifier(8, 3, generator=torch.Generator().manual_seed(0))
+    skip = ActinnClassifier(8, 3, generator=torch.Generator().manual_seed(0), linear_skip=True)
+    assert plain.skip is None and tuple(skip.skip.weight.shape) == (8, 3)
+    x = torch.rand(4, 8)
+    torch.testing.assert_close(plain(x)[1], skip(x)[1])  # zero at first: ACTINN's start
+    with torch.no_grad():
+        skip.skip.weight[2, 1] = 5.0
+    assert torch.allclose(skip(x)[1][:, 0, 1] - plain(x)[1][:, 0, 1], 5.0 * x[:, 2])
+    sparse = skip(x.to_sparse_csr())[1]
+    torch.testing.assert_close(sparse, skip(x)[1])
+
+
+def test_unknown_keyword_arguments_are_refused_by_name():
+    matrix, labels = _reference()
+    with pytest.raises(TypeError, match="nb_epoch"):
+        ACTINNModel(10, 3, nb_epoch=1)
+    with pytest.raises(TypeError, match="learning_rte"):
+        train_reference(matrix, labels, learning_rte=1e-3)
+    with pytest.raises(TypeError, match="layer"):
+        train_reference(matrix, labels, layer="counts")
+
+
+def test_gene_selection_is_a_setting_of_the_preset_and_is_saved(tmp_path):
+    matrix, labels = _reference()
+    genes = np.asarray(matrix.genes).copy()
+    genes[:3] = ["MT-CO1", "RPL13A", "Rps27"]  # technical genes, by any case
+    matrix = CountMatrix(matrix.X, genes, matrix.cells)
+    model = train_reference(matrix, labels, preset="robust", epochs=1, device="cpu",
+                            low_percentile=0.0, high_percentile=100.0,
+                            exclude_genes=TECHNICAL_GENES)
+    kept = set(model.featurizer.genes_)
+    assert not kept & {"MT-CO1", "RPL13A", "RPS27"}
+    assert set(model.featurizer.input_genes_) == set(matrix.genes[3:]) >= kept
+    assert model.settings["exclude_genes"] == TECHNICAL_GENES
+    assert model.settings["high_percentile"] == 100.0
+    loaded = ACTINNModel.load(model.save(tmp_path / "m"), device="cpu")
+    assert loaded.featurizer.exclude_genes == TECHNICAL_GENES
+    assert loaded.hyperparameters == model.hyperparameters
+    actinn = featurizer_for("actinn")
+    assert (actinn.low_percentile, actinn.high_percentile, actinn.exclude_genes) == \
+        (1.0, 99.0, None)
