@@ -12,7 +12,7 @@ import sys
 import types
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Union
+from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -32,9 +32,13 @@ from deepchem_actinn.io import (
 from deepchem_actinn.model import GENE_SELECTION_DEFAULTS, ACTINNModel, featurizer_for
 from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning, ScRNAFeaturizer
 from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse, to_torch_csr
+from deepchem_actinn.validation import check_number, check_training_classes
 
 UNASSIGNED = "Unassigned"
 PREDICT_BATCH = 8192
+#: Most probabilities (cells x classes) one prediction block holds: PREDICT_BATCH cells up
+#: to 2,048 classes, fewer cells beyond, so 30,000 classes never need cells x classes.
+PREDICT_VALUES = 1 << 24
 
 
 def _is_anndata(data: Any) -> bool:
@@ -119,6 +123,8 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
     """
     matrix = as_count_matrix(counts, key=key)
     dataset = ScRNALoader(sparse=sparse).create_dataset(matrix, labels)
+    check_training_classes(dataset.classes, None if isinstance(labels, pd.Series)
+                           else os.fspath(labels))
     if dataset.n_classes < 2:
         raise InputError(f"the training labels hold a single cell type "
                          f"('{dataset.classes[0]}'); ACTINN needs at least two", matrix.source)
@@ -192,7 +198,8 @@ class AnnotationResult:
     labels: called type per cell; ``"Unassigned"`` below ``threshold``.
     predicted: most probable type per cell, ignoring the threshold.
     probability: probability of the most probable type.
-    probabilities: ``(n_cells, n_classes)``, columns in ``classes`` order.
+    probabilities: ``(n_cells, n_classes)``, columns in ``classes`` order; ``None``
+        from ``annotate(..., probabilities=False)``.
     embedding: the last hidden layer, ``(n_cells, 25)`` for ACTINN.
     overlap: how the query's genes covered the model's.
     preset: the training mode of the model (``"actinn"``: the paper's; see
@@ -219,7 +226,7 @@ class AnnotationResult:
     labels: np.ndarray
     predicted: np.ndarray
     probability: np.ndarray
-    probabilities: np.ndarray
+    probabilities: Optional[np.ndarray]
     classes: np.ndarray
     embedding: np.ndarray
     threshold: Optional[float]
@@ -234,6 +241,9 @@ class AnnotationResult:
         frame = pd.DataFrame({"cell_type": self.labels, "probability": self.probability},
                              index=pd.Index(self.cell_ids, name="cell_id"))
         if probabilities:
+            if self.probabilities is None:
+                raise ValueError("this result kept no probabilities (annotate(..., "
+                                 "probabilities=False)); annotate again to get them")
             extra = pd.DataFrame(self.probabilities, index=frame.index,
                                  columns=[str(c) for c in self.classes])
             frame = pd.concat([frame, extra], axis=1)
@@ -282,40 +292,127 @@ class AnnotationResult:
         adata.obs[f"{prefix}_label"] = pd.Categorical(
             [str(v) for v in self.labels[order]], categories=categories)
         adata.obs[f"{prefix}_probability"] = np.asarray(self.probability[order])
-        adata.obsm[f"{prefix}_probabilities"] = np.asarray(self.probabilities[order])
+        if self.probabilities is not None:
+            adata.obsm[f"{prefix}_probabilities"] = np.asarray(self.probabilities[order])
         adata.uns[f"{prefix}_classes"] = np.asarray(categories[:len(self.classes)], dtype=object)
         adata.obsm[f"X_{prefix}"] = np.asarray(self.embedding[order])
         return adata
 
 
-def predict_outputs(model: ACTINNModel, X: Any) -> tuple:
-    """Probabilities and embedding of featurised cells in one pass, in batches."""
+def predict_rows(n_classes: int) -> int:
+    """Cells per prediction block: at most :data:`PREDICT_VALUES` probabilities each."""
+    return max(1, min(PREDICT_BATCH, PREDICT_VALUES // max(int(n_classes), 1)))
+
+
+def predict_blocks(model: ACTINNModel, X: Any) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """Probabilities and embedding of featurised cells, one block of cells at a time.
+
+    A block holds :func:`predict_rows` cells, so memory is bounded whatever the
+    numbers of cells and classes.
+    """
     module = model.model
     module.eval()
+    for start in range(0, X.shape[0], predict_rows(model.n_classes)):
+        # Every input takes the same (sparse) path, in canonical CSR form, so a
+        # query gets bit-identical calls whichever format it was read from (dense
+        # BLAS and the sparse first layer sum in different orders).
+        block = sp.csr_matrix(X[start:start + predict_rows(model.n_classes)],
+                              dtype=np.float32)
+        block.sum_duplicates()  # sorted column indices within each cell
+        block.eliminate_zeros()
+        with torch.no_grad():  # per block: a suspended generator must not hold it
+            p, _, h = module(to_torch_csr(block, model.device))
+        yield p[:, 0, :].cpu().numpy(), h.cpu().numpy()
+
+
+def predict_outputs(model: ACTINNModel, X: Any) -> tuple:
+    """Probabilities and embedding of featurised cells in one pass, in batches."""
     probs, embeddings = [], []
-    with torch.no_grad():
-        for start in range(0, X.shape[0], PREDICT_BATCH):
-            # Every input takes the same (sparse) path, in canonical CSR form, so a
-            # query gets bit-identical calls whichever format it was read from (dense
-            # BLAS and the sparse first layer sum in different orders).
-            block = sp.csr_matrix(X[start:start + PREDICT_BATCH], dtype=np.float32)
-            block.sum_duplicates()  # sorted column indices within each cell
-            block.eliminate_zeros()
-            tensor = to_torch_csr(block, model.device)
-            p, _, h = module(tensor)
-            probs.append(p[:, 0, :].cpu().numpy())
-            embeddings.append(h.cpu().numpy())
+    for p, h in predict_blocks(model, X):
+        probs.append(p)
+        embeddings.append(h)
     n_hidden = model.settings["hidden_sizes"][-1]
     if not probs:
         return np.zeros((0, model.n_classes), np.float32), np.zeros((0, n_hidden), np.float32)
     return np.concatenate(probs), np.concatenate(embeddings)
 
 
+def top_calls(model: ACTINNModel, X: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """Index and probability of each featurised cell's most probable class.
+
+    Block by block (:func:`predict_blocks`): never a cells x classes matrix.
+    """
+    best, top = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    for p, _ in predict_blocks(model, X):
+        best.append(p.argmax(axis=1))
+        top.append(p.max(axis=1))
+    return np.concatenate(best), np.concatenate(top)
+
+
+def calls(model: ACTINNModel, probabilities: np.ndarray, threshold: Optional[float]
+          ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(labels, predicted, probability)`` of a block of cells' probabilities.
+
+    ``labels`` is ``predicted`` with ``Unassigned`` below ``threshold``.
+    """
+    best = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
+    predicted = model.classes[best]
+    probability = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
+    labels = predicted.copy()
+    if threshold is not None:
+        labels[probability < float(threshold)] = UNASSIGNED
+    return labels, predicted, probability
+
+
+Blocks = Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def prediction_blocks(data: Any, model: ACTINNModel, key: Optional[str] = None, *,
+                      format: Optional[str] = None, layer: Optional[str] = None,
+                      gene_column: Optional[str] = None, cells_as_rows: bool = False,
+                      gene_ids: bool = False, chunk_cells: Optional[int] = None
+                      ) -> Tuple[GeneOverlap, Blocks]:
+    """What :func:`annotate` computes, as ``(cell ids, probabilities, embedding)`` blocks.
+
+    The input is read and checked (genes, overlap) before this returns; the
+    blocks are then predicted as they are drawn, so a caller can write each
+    one out (``deepchem-actinn predict``) and hold no cells x classes matrix.
+    """
+    if model.featurizer is None:
+        raise ValueError("the model has no fitted featurizer; train it with train_reference "
+                         "or attach one")
+    if chunk_cells is not None:
+        chunk_cells = int(check_number("chunk_cells", chunk_cells))
+        if format or gene_column or cells_as_rows:
+            raise ValueError("chunk_cells reads 10x HDF5 and CSR .h5ad files by themselves; "
+                             "it takes no format, gene_column or cells_as_rows")
+        if not isinstance(data, (str, os.PathLike)):
+            raise ValueError("chunk_cells needs a file path")
+        return _chunk_blocks(os.fspath(data), model, chunk_cells, layer=layer,
+                             gene_ids=gene_ids, genome=key)
+    options = {"format": format, "layer": layer, "gene_column": gene_column,
+               "cells_as_rows": cells_as_rows, "gene_ids": gene_ids}
+    matrix = as_count_matrix(data, key=key, **{k: v for k, v in options.items() if v})
+    features = model.featurizer.transform(matrix, sparse_output=True)  # checks the overlap
+    empty = np.asarray(features.sum(axis=1)).ravel() == 0
+    _check_empty_cells(int(empty.sum()), len(empty), matrix.source)
+    cells = np.asarray(matrix.cells, dtype=object)
+
+    def blocks() -> Blocks:
+        start = 0
+        for p, h in predict_blocks(model, features):
+            yield cells[start:start + len(p)], p, h
+            start += len(p)
+
+    return model.featurizer.overlap(matrix.genes), blocks()
+
+
 def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional[float] = None,
              key: Optional[str] = None, *, format: Optional[str] = None,
              layer: Optional[str] = None, gene_column: Optional[str] = None,
              cells_as_rows: bool = False, gene_ids: bool = False,
-             chunk_cells: Optional[int] = None) -> AnnotationResult:
+             chunk_cells: Optional[int] = None, probabilities: bool = True
+             ) -> AnnotationResult:
     """Call cell types with a trained reference, in one line.
 
     Parameters
@@ -338,6 +435,10 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
         many cells at a time, so memory stays bounded whatever the file's
         size (atlases); the calls are those of reading it whole (the
         probabilities to float rounding).
+    probabilities: bool
+        Keep every class probability of every cell (``result.probabilities``).
+        ``False`` keeps each cell's top call and its probability only, so a
+        reference with thousands of types needs no cells x classes matrix.
 
     Returns
     -------
@@ -359,30 +460,34 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
     >>> table.index.name, table.columns.tolist()
     ('cell_id', ['cell_type', 'probability'])
     """
-    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if threshold is not None:
+        threshold = check_number("threshold", threshold)
     if not isinstance(model, ACTINNModel):
         model = ACTINNModel.load(model)
-    if model.featurizer is None:
-        raise ValueError("the model has no fitted featurizer; train it with train_reference "
-                         "or attach one")
-    if chunk_cells is not None:
-        if format or gene_column or cells_as_rows:
-            raise ValueError("chunk_cells reads 10x HDF5 and CSR .h5ad files by themselves; "
-                             "it takes no format, gene_column or cells_as_rows")
-        if not isinstance(data, (str, os.PathLike)):
-            raise ValueError("chunk_cells needs a file path")
-        return _annotate_in_chunks(os.fspath(data), model, threshold, int(chunk_cells),
-                                   layer=layer, gene_ids=gene_ids, genome=key)
-    options = {"format": format, "layer": layer, "gene_column": gene_column,
-               "cells_as_rows": cells_as_rows, "gene_ids": gene_ids}
-    matrix = as_count_matrix(data, key=key, **{k: v for k, v in options.items() if v})
-    features = model.featurizer.transform(matrix, sparse_output=True)  # checks the overlap
-    empty = np.asarray(features.sum(axis=1)).ravel() == 0
-    _check_empty_cells(int(empty.sum()), len(empty), matrix.source)
-    probabilities, embedding = predict_outputs(model, features)
-    return _result(model, matrix.cells, probabilities, embedding, threshold,
-                   model.featurizer.overlap(matrix.genes))
+    overlap, blocks = prediction_blocks(data, model, key, format=format, layer=layer,
+                                        gene_column=gene_column, cells_as_rows=cells_as_rows,
+                                        gene_ids=gene_ids, chunk_cells=chunk_cells)
+    cells, kept, best, top, embeddings = [], [], [], [], []
+    for ids, p, h in blocks:
+        cells.append(ids)
+        if probabilities:
+            kept.append(p)
+        best.append(p.argmax(axis=1))
+        top.append(p.max(axis=1))
+        embeddings.append(h)
+    n_hidden = model.settings["hidden_sizes"][-1]
+    every = (np.concatenate(kept) if kept else np.zeros((0, model.n_classes), np.float32)) \
+        if probabilities else None
+    predicted = model.classes[np.concatenate(best) if best else np.zeros(0, np.int64)]
+    probability = np.concatenate(top) if top else np.zeros(0, np.float32)
+    labels = predicted.copy()
+    if threshold is not None:
+        labels[probability < float(threshold)] = UNASSIGNED
+    return AnnotationResult(np.concatenate(cells) if cells else np.zeros(0, object), labels,
+                            predicted, probability, every, model.classes,
+                            np.concatenate(embeddings) if embeddings
+                            else np.zeros((0, n_hidden), np.float32), threshold, overlap,
+                            model.preset)
 
 
 def _check_empty_cells(n_empty: int, n_cells: int, source: str) -> None:
@@ -395,48 +500,29 @@ def _check_empty_cells(n_empty: int, n_cells: int, source: str) -> None:
                       "unreliable", PreprocessingWarning, stacklevel=3)
 
 
-def _annotate_in_chunks(path: str, model: ACTINNModel, threshold: Optional[float],
-                        chunk_cells: int, layer: Optional[str] = None,
-                        gene_ids: bool = False, genome: Optional[str] = None
-                        ) -> AnnotationResult:
-    """:func:`annotate` of a 10x HDF5 / CSR ``.h5ad`` file, one chunk of cells at a time."""
+def _chunk_blocks(path: str, model: ACTINNModel, chunk_cells: int,
+                  layer: Optional[str] = None, gene_ids: bool = False,
+                  genome: Optional[str] = None) -> Tuple[GeneOverlap, Blocks]:
+    """:func:`prediction_blocks` of a 10x HDF5 / CSR ``.h5ad`` file, one chunk at a time."""
     from deepchem_actinn.streaming import ChunkedCounts, chunk_transform
 
-    if chunk_cells < 1:
-        raise ValueError(f"chunk_cells must be positive, got {chunk_cells}")
     assert model.featurizer is not None
     source = ChunkedCounts(path, layer=layer, gene_ids=gene_ids, genome=genome)
     model.featurizer.check_overlap(source.genes, source.path)
     transform = chunk_transform(model.featurizer, source.genes)
-    cells, probabilities, embeddings, n_empty = [], [], [], 0
-    for _, counts, ids in source.chunks(chunk_cells):
-        features = transform(counts)
-        n_empty += int((np.asarray(features.sum(axis=1)).ravel() == 0).sum())
-        p, h = predict_outputs(model, features)
-        cells.append(ids)
-        probabilities.append(p)
-        embeddings.append(h)
-    _check_empty_cells(n_empty, source.n_cells, source.path)
-    n_hidden = model.settings["hidden_sizes"][-1]
-    return _result(model, np.concatenate(cells) if cells else np.zeros(0, object),
-                   np.concatenate(probabilities) if cells
-                   else np.zeros((0, model.n_classes), np.float32),
-                   np.concatenate(embeddings) if cells else np.zeros((0, n_hidden), np.float32),
-                   threshold, model.featurizer.overlap(source.genes))
 
+    def blocks() -> Blocks:
+        n_empty = 0
+        for _, counts, ids in source.chunks(chunk_cells):
+            features = transform(counts)
+            n_empty += int((np.asarray(features.sum(axis=1)).ravel() == 0).sum())
+            start = 0
+            for p, h in predict_blocks(model, features):
+                yield ids[start:start + len(p)], p, h
+                start += len(p)
+        _check_empty_cells(n_empty, source.n_cells, source.path)
 
-def _result(model: ACTINNModel, cells: Any, probabilities: np.ndarray, embedding: np.ndarray,
-            threshold: Optional[float], overlap: Any) -> AnnotationResult:
-    """Named calls (``Unassigned`` below ``threshold``) from predicted probabilities."""
-    best = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, np.int64)
-    predicted = model.classes[best]
-    probability = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
-    labels = predicted.copy()
-    if threshold is not None:
-        labels[probability < float(threshold)] = UNASSIGNED
-    return AnnotationResult(np.asarray(cells, dtype=object), labels, predicted, probability,
-                            probabilities, model.classes, embedding, threshold, overlap,
-                            model.preset)
+    return model.featurizer.overlap(source.genes), blocks()
 
 
 class _CallableModule(types.ModuleType):

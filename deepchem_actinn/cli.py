@@ -138,10 +138,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from deepchem_actinn.tuning import reuse_freed_memory
     reuse_freed_memory()  # this process is ours: ~15% faster steps (see tuning.py)
 
-    from deepchem_actinn.annotate import featurize, fit_featurizer
+    from deepchem_actinn.annotate import featurize, fit_featurizer, top_calls
     from deepchem_actinn.data import ScRNALoader
     from deepchem_actinn.errors import InputError
     from deepchem_actinn.model import ACTINNModel
+    from deepchem_actinn.validation import check_training_classes
 
     for name in (args.train_set, args.train_labels, args.query):
         if name is not None and os.path.abspath(args.model_dir) == os.path.abspath(name):
@@ -157,6 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     matrix = da.read_counts(args.train_set, key=args.key, **_read_options(args))
     # Sparse from reading to training: the same model as dense, less memory, faster epochs.
     dataset = ScRNALoader(sparse=True).create_dataset(matrix, args.train_labels)
+    check_training_classes(dataset.classes, args.train_labels)
     if dataset.n_classes < 2:
         raise InputError(f"the labels hold a single cell type ('{dataset.classes[0]}'); "
                          "ACTINN needs at least two", args.train_labels)
@@ -203,7 +205,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.checkpoint_dir is not None:
         callbacks.append(_epoch_checkpoints(per_epoch))
     model.fit(features, nb_epoch=epochs, callbacks=callbacks, checkpoint_interval=0)
-    train_acc = float((model.predict_proba(features).argmax(1) == features.y.ravel()).mean())
+    # Block by block: one class per cell (30k x 30k) must not need a cells x classes matrix.
+    train_acc = float((top_calls(model, features.X)[0] == features.y.ravel()).mean())
     model.save(args.model_dir)
     print(f"{PROG}: training accuracy {train_acc:.4f}; model saved to {args.model_dir}")
     if history is not None and valid is not None and history.valid_accuracy:
@@ -264,8 +267,22 @@ def _write_table(frame: Any, path: str) -> None:
         frame.to_csv(temporary, sep="\t", float_format="%.6g")
 
 
+def _append_table(frame: Any, path: str, first: bool) -> None:
+    """Write a block of rows to a TSV (with the header when ``first``, else appended)."""
+    from deepchem_actinn.atomic import naming
+    with naming(path):  # a full disk then names this output
+        frame.to_csv(path, sep="\t", float_format="%.6g", header=first,
+                     mode="w" if first else "a")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     da = _import_quietly()
+    from collections import Counter
+
+    import pandas as pd
+
+    from deepchem_actinn.annotate import calls, prediction_blocks
+    from deepchem_actinn.atomic import atomic_files
     from deepchem_actinn.errors import InputError
     inputs = [args.test_set, os.path.join(args.model_dir, "actinn_model.json"),
               os.path.join(args.model_dir, "weights.pt")]
@@ -278,22 +295,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
         given = [flag for name, flag in _IN_MEMORY_ONLY.items() if getattr(args, name, None)]
         if given:
             raise InputError(f"--chunk-cells does not take {', '.join(given)}", args.test_set)
-        result = da.annotate(args.test_set, model, threshold=args.threshold,
-                             chunk_cells=args.chunk_cells, key=args.key, layer=args.layer,
-                             gene_ids=args.gene_ids)
+        overlap, blocks = prediction_blocks(args.test_set, model, key=args.key,
+                                            chunk_cells=args.chunk_cells, layer=args.layer,
+                                            gene_ids=args.gene_ids)
     else:
-        result = da.annotate(args.test_set, model, threshold=args.threshold, key=args.key,
-                             **_read_options(args))
-    print(f"{PROG}: {result.overlap.summary()}", file=sys.stderr)
-    table = result.to_dataframe()
-    _write_table(table, args.output)
-    if args.probabilities is not None:
-        probabilities = result.to_dataframe(probabilities=True).drop(
-            columns=["cell_type", "probability"])
-        _write_table(probabilities, args.probabilities)
-    counts = table["cell_type"].value_counts()
-    print(f"{PROG}: annotated {len(table)} cells -> {args.output}")
-    for name, count in counts.items():
+        overlap, blocks = prediction_blocks(args.test_set, model, key=args.key,
+                                            **_read_options(args))
+    print(f"{PROG}: {overlap.summary()}", file=sys.stderr)
+    # Calls and probabilities are written block by block as they are predicted (no cells x
+    # classes matrix), into temporaries that replace the old outputs together or not at all.
+    targets = [args.output] + ([args.probabilities] if args.probabilities is not None else [])
+    classes = [str(c) for c in model.classes]
+    counts: Counter = Counter()
+    with atomic_files(targets) as temporaries:
+        first = True
+        for ids, probabilities, _ in blocks:
+            labels, _, probability = calls(model, probabilities, args.threshold)
+            index = pd.Index(ids, name="cell_id")
+            _append_table(pd.DataFrame({"cell_type": labels, "probability": probability},
+                                       index=index), temporaries[0], first)
+            if args.probabilities is not None:
+                _append_table(pd.DataFrame(probabilities, index=index, columns=classes),
+                              temporaries[1], first)
+            counts.update(labels.tolist())
+            first = False
+        if first:  # no cell: the headers alone
+            index = pd.Index([], name="cell_id")
+            _append_table(pd.DataFrame({"cell_type": [], "probability": []}, index=index),
+                          temporaries[0], True)
+            if args.probabilities is not None:
+                _append_table(pd.DataFrame(columns=classes, index=index), temporaries[1], True)
+    print(f"{PROG}: annotated {sum(counts.values())} cells -> {args.output}")
+    for name, count in counts.most_common():
         print(f"  {name}\t{count}")
     return 0
 
@@ -306,7 +339,9 @@ def read_predictions(path: str) -> Any:
     if not os.path.isfile(path):
         raise InputError("file not found", path)
     try:
-        frame = pd.read_csv(path, sep="\t", dtype={"cell_id": str, "cell_type": str})
+        # No missing-value words: a type named NA, nan, None or null is a name here.
+        frame = pd.read_csv(path, sep="\t", dtype={"cell_id": str, "cell_type": str},
+                            keep_default_na=False, na_filter=False)
     except Exception as exc:
         raise InputError(f"cannot read predictions TSV: {exc}", path) from exc
     if not {"cell_id", "cell_type"} <= set(frame.columns):
@@ -314,6 +349,10 @@ def read_predictions(path: str) -> Any:
                          "'deepchem-actinn predict')", path)
     if frame["cell_id"].duplicated().any():
         raise InputError("predictions hold duplicate cell ids", path)
+    empty = frame["cell_type"].str.strip() == ""
+    if empty.any():
+        raise InputError(f"{int(empty.sum())} predictions have an empty cell_type (e.g. cell "
+                         f"{frame['cell_id'][empty].iloc[0]})", path)
     return frame.set_index("cell_id")
 
 
@@ -331,20 +370,25 @@ def evaluation_report(predicted_names: Any, true_names: Any,
     """
     import numpy as np
     import pandas as pd
-    from sklearn.metrics import f1_score, precision_recall_fscore_support
     predicted = np.asarray(predicted_names, dtype=object)
     truth = np.asarray(true_names, dtype=object)
     assigned = predicted != unassigned
-    classes = sorted(set(truth))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=classes, zero_division=0)
+    classes = pd.Index(sorted(set(truth)), name="cell_type")
+    # Per-class counts, as scikit-learn derives them, without a classes x classes matrix.
+    support = pd.Series(truth).value_counts().reindex(classes).to_numpy(dtype=np.int64)
+    called = pd.Series(predicted).value_counts().reindex(classes, fill_value=0).to_numpy()
+    hits = pd.Series(truth[predicted == truth]).value_counts().reindex(
+        classes, fill_value=0).to_numpy()
+    precision = np.divide(hits, called, out=np.zeros(len(classes)), where=called > 0)
+    recall = np.divide(hits, support, out=np.zeros(len(classes)), where=support > 0)
+    f1 = np.divide(2 * hits, support + called, out=np.zeros(len(classes)),
+                   where=support + called > 0)
     table = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
-                          "support": support}, index=pd.Index(classes, name="cell_type"))
+                          "support": support}, index=classes)
     return {
         "n_cells": int(len(truth)),
         "accuracy": float((predicted == truth).mean()),
-        "macro_f1": float(f1_score(truth, predicted, labels=classes, average="macro",
-                                   zero_division=0)),
+        "macro_f1": float(np.mean(f1)) if len(f1) else 0.0,
         "coverage": float(assigned.mean()),
         "assigned_accuracy": float((predicted[assigned] == truth[assigned]).mean())
         if assigned.any() else float("nan"),
@@ -354,6 +398,7 @@ def evaluation_report(predicted_names: Any, true_names: Any,
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     da = _import_quietly()
+    from deepchem_actinn.annotate import UNASSIGNED
     from deepchem_actinn.errors import InputError
     _check_plots_dir(args.plots)
     predictions = read_predictions(args.predictions)
@@ -366,7 +411,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         warnings.warn(f"{len(predictions) - len(shared)} of {len(predictions)} predicted cells "
                       f"have no label in {args.labels}; scored the {len(shared)} labelled",
                       stacklevel=1)
-    report = evaluation_report(predictions.loc[shared, "cell_type"], labels.loc[shared])
+    # A true label 'Unassigned' is no cell type: it would pass for a correct abstention.
+    abstained = labels.loc[shared] == UNASSIGNED
+    if abstained.all():
+        raise InputError(f"every scored cell is labelled '{UNASSIGNED}' (no cell type)",
+                         args.labels)
+    if abstained.any():
+        warnings.warn(f"{args.labels}: {int(abstained.sum())} cells labelled '{UNASSIGNED}' "
+                      "have no cell type to score; left out", stacklevel=1)
+        shared = shared[~abstained.to_numpy()]
+    truth = labels.loc[shared].to_numpy()
+    predicted = predictions.loc[shared, "cell_type"].to_numpy()
+    if args.plots is not None:  # before any output: too many types to draw is refused
+        from deepchem_actinn.plots import check_plot_types
+        check_plot_types(len(set(truth) | set(predicted)),
+                         "leave out --plots (the per-class table lists every type)")
+    report = evaluation_report(predicted, truth)
     print(f"cells\t{report['n_cells']}")
     print(f"accuracy\t{report['accuracy']:.4f}")
     print(f"macro_f1\t{report['macro_f1']:.4f}")
@@ -376,8 +436,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print()
     print(report["per_class"].to_string(float_format=lambda v: f"{v:.3f}"))
     if args.plots is not None:
-        _write_evaluation_plots(args.plots, labels.loc[shared].to_numpy(),
-                                predictions.loc[shared, "cell_type"].to_numpy())
+        _write_evaluation_plots(args.plots, truth, predicted)
     return 0
 
 
@@ -443,21 +502,48 @@ def _check_plots_dir(path: Optional[str]) -> None:
         raise InputError(f"--plots folder's parent {parent} does not exist", path)
 
 
-def _write_training_plots(folder: str, history: Any) -> None:
-    from deepchem_actinn.plots import save_figure, training_curve_figure
+def _write_together(folder: str, outputs: dict) -> None:
+    """Write ``{file name: writer(path)}`` into ``folder``, replacing them all or none.
+
+    A folder this call creates is removed again if the writing fails.
+    """
+    from deepchem_actinn.atomic import atomic_files, naming
+    created = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
-    figure = save_figure(training_curve_figure(history), os.path.join(folder,
-                                                                     "training_curve.png"))
-    _write_table(history.to_dataframe().set_index("epoch"),
-                 os.path.join(folder, "training_history.tsv"))
-    print(f"{PROG}: wrote {figure} and training_history.tsv")
+    try:
+        names = list(outputs)
+        with atomic_files([os.path.join(folder, name) for name in names]) as temporaries:
+            for name, temporary in zip(names, temporaries, strict=True):
+                with naming(temporary):
+                    outputs[name](temporary)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only if empty: never anything of the user's
+        raise
+
+
+def _png(figure: Any) -> Callable[[str], None]:
+    return lambda path: figure.savefig(path, format="png", dpi=150)
+
+
+def _write_training_plots(folder: str, history: Any) -> None:
+    from deepchem_actinn.plots import training_curve_figure
+    figure = training_curve_figure(history)
+    table = history.to_dataframe().set_index("epoch")
+    _write_together(folder, {
+        "training_curve.png": _png(figure),
+        "training_history.tsv": lambda path: table.to_csv(path, sep="\t", float_format="%.6g"),
+    })
+    print(f"{PROG}: wrote {os.path.join(folder, 'training_curve.png')} and "
+          "training_history.tsv")
 
 
 def _write_evaluation_plots(folder: str, truth: Any, predicted: Any) -> None:
-    from deepchem_actinn.plots import confusion_figure, f1_figure, save_figure
-    os.makedirs(folder, exist_ok=True)
-    save_figure(confusion_figure(truth, predicted), os.path.join(folder, "confusion_matrix.png"))
-    save_figure(f1_figure(truth, predicted), os.path.join(folder, "f1_per_class.png"))
+    from deepchem_actinn.plots import confusion_figure, f1_figure
+    # Both figures are drawn before the folder is made: a failure leaves nothing behind.
+    _write_together(folder, {"confusion_matrix.png": _png(confusion_figure(truth, predicted)),
+                             "f1_per_class.png": _png(f1_figure(truth, predicted))})
     print(f"{PROG}: wrote confusion_matrix.png and f1_per_class.png to {folder}")
 
 
@@ -466,18 +552,41 @@ def _write_evaluation_plots(folder: str, truth: Any, predicted: Any) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
-    return value
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``deepchem-actinn: error: ...``), exit 2."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        self.exit(2, f"{PROG}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
+def option_type(name: str) -> Callable[[str], Any]:
+    """An argparse ``type`` parsing a number and checking it with the rule of ``name``
+    (:data:`deepchem_actinn.validation.RANGES`), the rule the Python API applies too."""
+    def parse(text: str) -> Any:
+        from deepchem_actinn.validation import OptionError, parse_number
+        try:
+            return parse_number(name, text)
+        except OptionError as error:
+            raise argparse.ArgumentTypeError(error.requirement) from None
+
+    parse.__name__ = name
+    return parse
+
+
+def _device(text: str) -> str:
+    """``--device``: auto, or a device this machine has (a GPU only where one is present)."""
+    from deepchem_actinn.validation import OptionError, check_device
+    try:
+        check_device(text)
+    except OptionError as error:
+        raise argparse.ArgumentTypeError(error.requirement) from None
+    return text
+
+
+_probability = option_type("threshold")
+_positive_int = option_type("epochs")
+_learning_rate = option_type("learning_rate")
+_seed = option_type("seed")
 
 
 def _presets() -> List[str]:
@@ -485,8 +594,8 @@ def _presets() -> List[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="ACTINN cell-type identification "
-                                     "for scRNA-seq on DeepChem.")
+    parser = _Parser(prog=PROG, description="ACTINN cell-type identification "
+                     "for scRNA-seq on DeepChem.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command")
 
@@ -506,12 +615,13 @@ def build_parser() -> argparse.ArgumentParser:
                        "Adam at 1e-3 and input dropout 0.5, better across datasets")
     train.add_argument("--epochs", type=_positive_int, help="default 50")
     train.add_argument("--batch-size", type=_positive_int, help="default 128")
-    train.add_argument("--learning-rate", type=float,
+    train.add_argument("--learning-rate", type=_learning_rate,
                        help="initial rate, default 1e-4 (robust: 1e-3)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--min-overlap", type=_probability, default=0.1,
                        help="smallest fraction of model genes a query must hold (default 0.1)")
-    train.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    train.add_argument("--device", default="auto", type=_device,
+                       help="auto (default), cpu or cuda")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--checkpoint-dir", metavar="DIR",
                        help="write a checkpoint here after every epoch (for --resume)")
@@ -540,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--threshold", type=_probability,
                          help="label cells below this probability 'Unassigned'")
     predict.add_argument("--key", help="HDF key of --test-set")
-    predict.add_argument("--device", default="auto")
+    predict.add_argument("--device", default="auto", type=_device)
     predict.add_argument("--chunk-cells", type=_positive_int, metavar="N",
                          help="read a 10x HDF5 / CSR .h5ad --test-set N cells at a time "
                               "(memory of one chunk; the same calls), e.g. 16384")
@@ -575,11 +685,7 @@ def _formats() -> List[str]:
     return list(FORMATS)
 
 
-def _open_fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")
-    return value
+_open_fraction = option_type("validation_fraction")
 
 
 def _add_input_options(command: argparse.ArgumentParser, what: str) -> None:
@@ -600,7 +706,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Import first, quietly: any deepchem_actinn import pulls in DeepChem.
     da = _import_quietly()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (0) or a one-line usage error (2): returned, not raised
+        return stop.code if isinstance(stop.code, int) else 2
     if args.version:
         print(f"{PROG} {da.__version__}")
         return 0

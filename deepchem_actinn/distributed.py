@@ -177,6 +177,7 @@ def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
 
     from deepchem_actinn.io import detect_format
     from deepchem_actinn.model import ACTINNModel
+    from deepchem_actinn.validation import check_training_classes
 
     rank, world = dist.get_rank(), dist.get_world_size()
     torch_device = _pick_device(device)
@@ -197,6 +198,7 @@ def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
         else:
             featurizer, classes, data = _rank_cells_in_memory(train_set, train_labels, rank,
                                                               world)
+        check_training_classes(classes, train_labels)
         model = ACTINNModel(len(featurizer.genes_), len(classes), classes=classes,
                             featurizer=featurizer, seed=seed, device=torch_device, **settings)
         # Different batches on each rank, same initial weights (DDP broadcasts rank 0's).
@@ -233,20 +235,22 @@ def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point for ``torchrun ... -m deepchem_actinn.distributed``."""
+    from deepchem_actinn.cli import option_type
+
     parser = argparse.ArgumentParser(prog="torchrun ... -m deepchem_actinn.distributed",
                                      description="Train ACTINN with DistributedDataParallel")
     parser.add_argument("--train-set", required=True)
     parser.add_argument("--train-labels", required=True)
     parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int, default=128,
+    parser.add_argument("--epochs", type=option_type("epochs"))
+    parser.add_argument("--batch-size", type=option_type("batch_size"), default=128,
                         help="global batch; each rank takes batch-size // world-size")
-    parser.add_argument("--learning-rate", type=float)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--learning-rate", type=option_type("learning_rate"))
+    parser.add_argument("--seed", type=option_type("seed"), default=0)
     parser.add_argument("--device", help="default: cuda:LOCAL_RANK if a GPU is present, else cpu")
     parser.add_argument("--backend", choices=["gloo", "nccl"],
                         help="default: nccl on GPU, gloo on CPU")
-    parser.add_argument("--chunk-cells", type=int, default=16_384)
+    parser.add_argument("--chunk-cells", type=option_type("chunk_cells"), default=16_384)
     parser.add_argument("--work-dir", help="where each rank writes its shards of a streamed "
                         "10x / .h5ad file (default: beside --model-dir); removed at the end")
     args = parser.parse_args(argv)

@@ -31,6 +31,10 @@ class InputError(ActinnError):
     """A count matrix or label file that cannot be used as given."""
 
 
+class OutputError(ActinnError):
+    """An output that could not be written (disk full); the previous file is left as it was."""
+
+
 class ModelFileError(ActinnError):
     """A model directory that is missing, corrupted, tampered with or too new."""
 

@@ -113,19 +113,21 @@ def score(model: Any, dataset: Any) -> Tuple[float, float]:
     w_all = np.asarray(dataset.w).reshape(len(dataset), -1)[:, 0] if len(dataset.w) \
         else np.ones(len(y_all))
     total_loss, correct, counted = 0.0, 0, 0
+    from deepchem_actinn.annotate import predict_rows
+    # Many types: fewer cells a block, so logits stay within predict_rows' budget.
+    rows = min(SCORE_BATCH, predict_rows(getattr(model, "n_classes", 1)))
     try:
         with torch.no_grad():
-            for start in range(0, len(y_all), SCORE_BATCH):
-                block = dataset.X[start:start + SCORE_BATCH]
+            for start in range(0, len(y_all), rows):
+                block = dataset.X[start:start + rows]
                 if hasattr(block, "toarray"):
                     block = block.toarray()
-                keep = (y_all[start:start + SCORE_BATCH] >= 0) & (w_all[start:start + SCORE_BATCH]
-                                                                  > 0)
+                keep = (y_all[start:start + rows] >= 0) & (w_all[start:start + rows] > 0)
                 if not keep.any():
                     continue
                 inputs = torch.as_tensor(np.asarray(block, dtype=np.float32)[keep],
                                          device=model.device)
-                target = torch.as_tensor(y_all[start:start + SCORE_BATCH][keep],
+                target = torch.as_tensor(y_all[start:start + rows][keep],
                                          device=model.device)
                 _, logits, _ = module(inputs)
                 logits = logits.reshape(len(target), -1)

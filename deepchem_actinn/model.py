@@ -43,6 +43,7 @@ from deepchem_actinn.errors import ModelFileError
 from deepchem_actinn.io import Names
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
 from deepchem_actinn.sparse import sparse_linear, to_torch_csr
+from deepchem_actinn.validation import check_model_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -411,6 +412,11 @@ class ACTINNModel(TorchModel):
                  classes: Optional[Names] = None,
                  featurizer: Optional[ScRNAFeaturizer] = None, seed: int = 0,
                  device: Optional[Union[str, torch.device]] = None, **kwargs: Any) -> None:
+        check_model_arguments(n_genes=n_genes, n_classes=n_classes, hidden_sizes=hidden_sizes,
+                              learning_rate=learning_rate, decay_rate=decay_rate,
+                              decay_steps=decay_steps, l2=l2, batch_size=batch_size,
+                              epochs=epochs, input_dropout=input_dropout, seed=seed,
+                              device=device, **kwargs)
         given = {"hidden_sizes": hidden_sizes, "learning_rate": learning_rate,
                  "decay_rate": decay_rate, "decay_steps": decay_steps, "l2": l2,
                  "batch_size": batch_size, "epochs": epochs, "input_dropout": input_dropout}

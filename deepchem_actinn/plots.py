@@ -14,16 +14,26 @@ readable.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from deepchem_actinn.errors import MissingDependencyError
+from deepchem_actinn.atomic import atomic_file
+from deepchem_actinn.errors import ActinnError, MissingDependencyError
 
 PLOTS_HINT = "pip install 'deepchem_actinn[plots]'"
 UNASSIGNED = "Unassigned"
+#: Most cell types a figure shows: beyond it the labels are unreadable, and a confusion
+#: matrix grows with the square of the count (20,000 types: 400 million cells).
+MAX_PLOT_TYPES = 150
+
+
+def check_plot_types(n_types: int, hint: str = "plot a subset of the types") -> None:
+    """Refuse, before any drawing, a figure of more than :data:`MAX_PLOT_TYPES` types."""
+    if n_types > MAX_PLOT_TYPES:
+        raise ActinnError(f"figures show at most {MAX_PLOT_TYPES} cell types and these calls "
+                          f"hold {n_types}; {hint}")
 
 
 def _figure(width: float, height: float) -> Any:
@@ -65,6 +75,7 @@ def confusion_figure(truth: Sequence[str], predicted: Sequence[str],
     rows = list(classes) if classes is not None else sorted(set(truth_arr), key=_sort_key)
     extra = sorted(set(pred_arr) - set(rows) - {UNASSIGNED}, key=_sort_key)
     columns = rows + extra + ([UNASSIGNED] if UNASSIGNED in set(pred_arr) else [])
+    check_plot_types(len(columns))
     table = pd.crosstab(pd.Categorical(truth_arr, categories=rows),
                         pd.Categorical(pred_arr, categories=columns), dropna=False)
     counts = table.reindex(index=rows, columns=columns, fill_value=0).to_numpy(dtype=float)
@@ -117,6 +128,7 @@ def f1_figure(truth: Sequence[str], predicted: Sequence[str],
     truth_arr = np.asarray([str(t) for t in truth], dtype=object)
     pred_arr = np.asarray([str(p) for p in predicted], dtype=object)
     classes = sorted(set(truth_arr), key=_sort_key)
+    check_plot_types(len(classes))
     _, _, f1, support = precision_recall_fscore_support(truth_arr, pred_arr, labels=classes,
                                                         zero_division=0)
     order = np.argsort(-f1, kind="stable")
@@ -185,18 +197,6 @@ def training_curve_figure(history: Any, title: Optional[str] = None) -> Any:
 def save_figure(fig: Any, path: str, dpi: int = 150) -> str:
     """Write a figure as PNG under a temporary name, then rename it into place."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                         dir=folder)
-    os.close(handle)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
+    with atomic_file(path) as temporary:
         fig.savefig(temporary, format="png", dpi=dpi)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
     return path

@@ -630,10 +630,13 @@ def train_streaming(counts: Union[PathLike, ChunkedCounts], labels: Union[PathLi
     DeepChem ``fit`` callbacks, called after every step.
     """
     from deepchem_actinn.model import ACTINNModel
+    from deepchem_actinn.validation import check_training_classes
 
     source = counts if isinstance(counts, ChunkedCounts) else ChunkedCounts(counts)
     featurizer, stats = fit_featurizer_streaming(source, labels, restrict_to=restrict_to,
                                                  chunk_cells=chunk_cells)
+    check_training_classes(stats.classes, None if isinstance(labels, pd.Series)
+                           else os.fspath(labels))
     if len(stats.classes) < 2:
         raise InputError("the training labels hold fewer than two cell types", source.path)
     logger.info("pass 1: %d cells used, %d unlabelled, %d empty, %d genes kept in %.1fs",
@@ -687,4 +690,5 @@ def predict_streaming(model: Any, counts: PathLike, chunk_cells: int = CHUNK_CEL
     from deepchem_actinn.annotate import annotate
 
     result = annotate(os.fspath(counts), model, chunk_cells=chunk_cells)
+    assert result.probabilities is not None  # kept by default
     return result.cell_ids, result.probabilities

@@ -238,7 +238,8 @@ def test_out_of_core_errors_are_one_line_and_leave_nothing(files, tmp_path, caps
           "--model-dir", tmp_path / "m", "--out-of-core", tmp_path / "s",
           "--validation-fraction", "0.2"], "--out-of-core does not take --validation-fraction"),
         (["predict", "--model-dir", tmp_path / "none", "--test-set", files["10x"],
-          "--output", tmp_path / "o.tsv", "--chunk-cells", "0"], None),
+          "--output", tmp_path / "o.tsv", "--chunk-cells", "0"],
+         "argument --chunk-cells: must be an integer >= 1, got 0"),
     ]
     for argv, message in cases:
         capsys.readouterr()
