@@ -45,3 +45,11 @@ class MissingDependencyError(ActinnError, ImportError):
     Also an ``ImportError``, so ``except ImportError`` catches it; the message
     names the ``pip install 'deepchem_actinn[...]'`` line that fixes it.
     """
+
+
+class OutputError(ActinnError):
+    """An output that could not be written (a full disk, say); nothing of the old one was lost."""
+
+
+class TrainingError(ActinnError):
+    """Training that cannot give a usable model (it diverged); nothing was saved."""
