@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 PROG = "deepchem-actinn"
 
@@ -260,8 +260,23 @@ def _train_out_of_core(da: Any, args: argparse.Namespace) -> int:
 
 
 def _write_table(frame: Any, path: str) -> None:
-    with atomic_output(path) as temporary:
-        frame.to_csv(temporary, sep="\t", float_format="%.6g")
+    _write_tables({path: frame})
+
+
+def _write_tables(tables: Dict[str, Any]) -> None:
+    """Write TSV tables that belong together: all replace their files, or none does."""
+    from deepchem_actinn.atomic import atomic_files
+    from deepchem_actinn.errors import OutputError
+    paths = list(tables)
+    current = paths[0]
+    try:
+        with atomic_files(paths) as temporaries:
+            for path, temporary in zip(paths, temporaries, strict=True):
+                current = path
+                tables[path].to_csv(temporary, sep="\t", float_format="%.6g")
+    except OSError as exc:  # a full disk, say: one line naming the file
+        kept = "no output was replaced" if len(paths) > 1 else "it was not replaced"
+        raise OutputError(f"cannot write ({exc.strerror or exc}); {kept}", current) from None
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -286,11 +301,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
                              **_read_options(args))
     print(f"{PROG}: {result.overlap.summary()}", file=sys.stderr)
     table = result.to_dataframe()
-    _write_table(table, args.output)
+    tables = {args.output: table}  # predictions and probabilities of one run, or neither
     if args.probabilities is not None:
-        probabilities = result.to_dataframe(probabilities=True).drop(
+        tables[args.probabilities] = result.to_dataframe(probabilities=True).drop(
             columns=["cell_type", "probability"])
-        _write_table(probabilities, args.probabilities)
+    _write_tables(tables)
     counts = table["cell_type"].value_counts()
     print(f"{PROG}: annotated {len(table)} cells -> {args.output}")
     for name, count in counts.items():
