@@ -89,6 +89,24 @@ def check_model_dir(path: str) -> None:
         raise InputError(f"cannot create the model directory: {parent} is not writable", path)
 
 
+def check_work_dirs(model_dir: str, folders: Dict[str, Optional[str]]) -> None:
+    """Refuse a working folder (``--checkpoint-dir``...) inside a --model-dir holding no model yet.
+
+    Training would create it there, and save() then finds a folder of other
+    files, which it never replaces: the run would be lost. Inside a model
+    folder it is fine (save keeps what is not the model's).
+    """
+    from deepchem_actinn.errors import InputError
+    from deepchem_actinn.model import MODEL_FILE
+    target = os.path.abspath(model_dir)
+    if os.path.isfile(os.path.join(target, MODEL_FILE)):
+        return
+    for flag, folder in folders.items():
+        if folder is not None and os.path.abspath(folder).startswith(target + os.sep):
+            raise InputError(f"{flag} {folder} is inside the model directory, which holds no "
+                             "model yet; choose a folder outside it", model_dir)
+
+
 def atomic_output(path: str) -> Any:
     """Yield a temporary path beside ``path``; rename it into place only on success."""
     from deepchem_actinn.atomic import atomic_file
@@ -147,6 +165,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if name is not None and os.path.abspath(args.model_dir) == os.path.abspath(name):
             raise InputError("model directory is also an input file", args.model_dir)
     check_model_dir(args.model_dir)
+    check_work_dirs(args.model_dir, {"--checkpoint-dir": args.checkpoint_dir,
+                                     "--out-of-core": args.out_of_core})
     if args.resume and args.checkpoint_dir is None:
         raise InputError("--resume needs --checkpoint-dir DIR", args.model_dir)
     _check_plots_dir(args.plots)

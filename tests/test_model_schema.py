@@ -411,6 +411,22 @@ def test_retraining_keeps_the_other_files_of_the_folder(variant, saved, tmp_path
     assert os.listdir(tmp_path) == ["model"]  # no hidden leftovers beside it
 
 
+@pytest.mark.parametrize("flag", ["--checkpoint-dir", "--out-of-core"])
+def test_work_folder_inside_a_new_model_folder_is_refused_before_training(flag, saved, tmp_path,
+                                                                           capsys):
+    """Training would create it there, and save would then refuse a folder of other files."""
+    line = one_line_error(capsys, train_argv(saved["counts"], saved["labels"], tmp_path / "m",
+                                             flag, tmp_path / "m" / "work"), only=True)
+    assert f"{flag} {tmp_path / 'm' / 'work'} is inside the model directory" in line
+    assert os.listdir(tmp_path) == []
+    # In a folder that already holds a model it is kept like any other file.
+    folder = shutil.copytree(saved["model"], tmp_path / "model")
+    capsys.readouterr()
+    assert cli.main(train_argv(saved["counts"], saved["labels"], folder, "--checkpoint-dir",
+                               folder / "checkpoints")) == 0
+    assert sorted(os.listdir(folder / "checkpoints")) == ["checkpoint1.pt", "checkpoint2.pt"]
+
+
 def test_files_created_during_the_swap_are_kept(saved, tmp_path, monkeypatch):
     """A file that appears after the folder was mirrored is moved into the new folder."""
     folder = os.fspath(shutil.copytree(saved["model"], tmp_path / "model"))
