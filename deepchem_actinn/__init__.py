@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ActinnError": "errors", "GeneOverlapError": "errors", "InputError": "errors",
     "ModelFileError": "errors", "MissingDependencyError": "errors",
+    "OutputError": "errors", "TrainingError": "errors",
     "CountMatrix": "io", "join_labels": "io", "read_counts": "io", "read_labels": "io",
     "detect_format": "io", "from_anndata": "io", "write_counts": "writers",
     "TrainingHistory": "history",
@@ -52,6 +53,8 @@ if TYPE_CHECKING:  # static checkers see the eager imports
         InputError,
         MissingDependencyError,
         ModelFileError,
+        OutputError,
+        TrainingError,
     )
     from deepchem_actinn.history import TrainingHistory
     from deepchem_actinn.io import (

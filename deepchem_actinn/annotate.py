@@ -29,7 +29,12 @@ from deepchem_actinn.io import (
     from_anndata,
     read_counts,
 )
-from deepchem_actinn.model import GENE_SELECTION_DEFAULTS, ACTINNModel, featurizer_for
+from deepchem_actinn.model import (
+    DEFAULT_PRESET,
+    GENE_SELECTION_DEFAULTS,
+    ACTINNModel,
+    featurizer_for,
+)
 from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning, ScRNAFeaturizer
 from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse, to_torch_csr
 from deepchem_actinn.validation import check_number, check_training_classes
@@ -78,7 +83,8 @@ def _gene_list(query: Any) -> List[str]:
 
 def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
                     labels: Union[PathLike, pd.Series], *, query: Any = None,
-                    joint: bool = False, preset: str = "actinn", key: Optional[str] = None,
+                    joint: bool = False, preset: str = DEFAULT_PRESET,
+                    key: Optional[str] = None,
                     seed: int = 0, callbacks: Union[Callable, List[Callable]] = [],
                     device: Optional[Union[str, torch.device]] = None, sparse: bool = True,
                     **model_kwargs: Any) -> ACTINNModel:
@@ -96,15 +102,19 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
         With a ``query`` matrix, fit the gene filters on training and query
         cells together (the paper's mode) instead of on training cells only.
     preset: str
-        ``"actinn"`` or another name in :data:`deepchem_actinn.PRESETS`.
+        ``"transfer"`` (the default, the recommended mode for annotating other
+        datasets), ``"actinn"`` (the paper's training) or another name in
+        :data:`deepchem_actinn.PRESETS`.
     sparse: bool
         Keep the cells sparse (CSR) from reading to training
         (:class:`~deepchem_actinn.sparse.SparseCellDataset`, the default):
         far less memory and 2-3x faster epochs on single-cell data, the same
         model as dense arrays (``False``) up to float rounding.
     **model_kwargs:
-        Passed to :class:`ACTINNModel` (``epochs``, ``batch_size``,
-        ``learning_rate``, ...).
+        Settings that override the preset's: :class:`ACTINNModel`'s
+        (``epochs``, ``batch_size``, ``learning_rate``, ...) and the gene
+        selection (``low_percentile``, ``high_percentile``, ``exclude_genes``).
+        An unknown name raises ``TypeError``.
 
     Returns
     -------

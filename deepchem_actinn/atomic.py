@@ -21,7 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Collection, Iterator, List, Optional, Sequence
 
 from deepchem_actinn.errors import ActinnError, OutputError
 
@@ -180,15 +180,26 @@ def staging_folder(target: str) -> str:
     return staging
 
 
-def replace_directory(staging: str, target: str) -> None:
-    """Move ``staging`` to ``target``, swapping out any previous directory last."""
+def replace_directory(staging: str, target: str,
+                      own: Optional[Collection[str]] = None) -> None:
+    """Move ``staging`` to ``target``, swapping out any previous directory last.
+
+    With ``own`` (the names ``staging`` provides), only those entries of an
+    existing ``target`` are replaced: every other one is hard-linked (or,
+    where links fail, copied) into ``staging`` before the swap, and one
+    created in ``target`` meanwhile is moved over after it.
+    """
     if os.path.exists(target) and not os.path.isdir(target):
         raise ValueError(f"{target}: exists and is not a directory")
     if not os.path.exists(target):
         os.rename(staging, target)
         return
+    if own is not None:
+        shutil.copymode(target, staging)
+        _link_tree(target, staging, skip=set(own))
     if _exchange(staging, target):  # one atomic step: the old folder is now in staging
-        shutil.rmtree(staging, ignore_errors=True)
+        if own is None or _move_late_entries(staging, target, set(own)):
+            shutil.rmtree(staging, ignore_errors=True)
         return
     backup = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-",
                               dir=os.path.dirname(target))
@@ -199,7 +210,50 @@ def replace_directory(staging: str, target: str) -> None:
     except BaseException:
         os.rename(backup, target)
         raise
-    shutil.rmtree(backup, ignore_errors=True)
+    if own is None or _move_late_entries(backup, target, set(own)):
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def _link_tree(source: str, destination: str, skip: Collection[str] = ()) -> None:
+    """Recreate ``source``'s entries (less ``skip``) in ``destination`` as hard links.
+
+    Links cost no space and keep each file itself (a writer holding it open
+    keeps writing to the file the folder shows); a copy stands in where the
+    file system refuses a link.
+    """
+    for entry in os.scandir(source):
+        if entry.name in skip:
+            continue
+        target = os.path.join(destination, entry.name)
+        if entry.is_dir(follow_symlinks=False):
+            os.mkdir(target)
+            shutil.copymode(entry.path, target)
+            _link_tree(entry.path, target)
+            continue
+        try:
+            os.link(entry.path, target, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK,
+                                 errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS):
+                raise
+            shutil.copy2(entry.path, target, follow_symlinks=False)
+
+
+def _move_late_entries(old: str, new: str, skip: Collection[str]) -> bool:
+    """Move entries that appeared in ``old`` after it was linked into ``new``; True if none is left.
+
+    Never raises: the new folder is already in place. An entry that cannot be
+    moved stays in ``old``, which the caller then keeps instead of deleting.
+    """
+    complete = True
+    for name in os.listdir(old):
+        if name in skip or os.path.lexists(os.path.join(new, name)):
+            continue
+        try:
+            os.rename(os.path.join(old, name), os.path.join(new, name))
+        except OSError:
+            complete = False
+    return complete
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 PROG = "deepchem-actinn"
 
@@ -89,6 +89,24 @@ def check_model_dir(path: str) -> None:
         raise InputError(f"cannot create the model directory: {parent} is not writable", path)
 
 
+def check_work_dirs(model_dir: str, folders: Dict[str, Optional[str]]) -> None:
+    """Refuse a working folder (``--checkpoint-dir``...) inside a --model-dir holding no model yet.
+
+    Training would create it there, and save() then finds a folder of other
+    files, which it never replaces: the run would be lost. Inside a model
+    folder it is fine (save keeps what is not the model's).
+    """
+    from deepchem_actinn.errors import InputError
+    from deepchem_actinn.model import MODEL_FILE
+    target = os.path.abspath(model_dir)
+    if os.path.isfile(os.path.join(target, MODEL_FILE)):
+        return
+    for flag, folder in folders.items():
+        if folder is not None and os.path.abspath(folder).startswith(target + os.sep):
+            raise InputError(f"{flag} {folder} is inside the model directory, which holds no "
+                             "model yet; choose a folder outside it", model_dir)
+
+
 def atomic_output(path: str) -> Any:
     """Yield a temporary path beside ``path``; rename it into place only on success."""
     from deepchem_actinn.atomic import atomic_file
@@ -148,6 +166,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if name is not None and os.path.abspath(args.model_dir) == os.path.abspath(name):
             raise InputError("model directory is also an input file", args.model_dir)
     check_model_dir(args.model_dir)
+    check_work_dirs(args.model_dir, {"--checkpoint-dir": args.checkpoint_dir,
+                                     "--out-of-core": args.out_of_core})
     if args.resume and args.checkpoint_dir is None:
         raise InputError("--resume needs --checkpoint-dir DIR", args.model_dir)
     _check_plots_dir(args.plots)
@@ -178,7 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         dataset, valid = dataset.select(train_index), dataset.select(valid_index)
     query = _read_query(da, args) if args.query is not None else None
     featurizer = fit_featurizer(dataset, args.train_set, query, joint=args.joint,
-                                min_gene_overlap=args.min_overlap)
+                                min_gene_overlap=args.min_overlap, preset=args.preset)
     features = featurize(featurizer, dataset)
     model = ACTINNModel(len(featurizer.genes_), dataset.n_classes, preset=args.preset,
                         classes=dataset.classes, featurizer=featurizer, seed=args.seed,
@@ -252,6 +272,7 @@ def _train_out_of_core(da: Any, args: argparse.Namespace) -> int:
     try:
         model = train_streaming(source, args.train_labels, work, preset=args.preset,
                                 seed=args.seed, restrict_to=restrict,
+                                min_gene_overlap=args.min_overlap,
                                 device=None if args.device == "auto" else args.device,
                                 callbacks=_progress_callback(None, args.quiet), **settings)
         model.save(args.model_dir)
@@ -260,11 +281,6 @@ def _train_out_of_core(da: Any, args: argparse.Namespace) -> int:
     print(f"{PROG}: {model.get_global_step()} steps, {len(model.featurizer.genes_)} genes, "
           f"{model.n_classes} types; model saved to {args.model_dir}")
     return 0
-
-
-def _write_table(frame: Any, path: str) -> None:
-    with atomic_output(path) as temporary:
-        frame.to_csv(temporary, sep="\t", float_format="%.6g")
 
 
 def _append_table(frame: Any, path: str, first: bool) -> None:
@@ -284,6 +300,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from deepchem_actinn.annotate import calls, prediction_blocks
     from deepchem_actinn.atomic import atomic_files
     from deepchem_actinn.errors import InputError
+    from deepchem_actinn.model import describe_preset
     inputs = [args.test_set, os.path.join(args.model_dir, "actinn_model.json"),
               os.path.join(args.model_dir, "weights.pt")]
     check_output_path(args.output, inputs)
@@ -302,6 +319,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         overlap, blocks = prediction_blocks(args.test_set, model, key=args.key,
                                             **_read_options(args))
     print(f"{PROG}: {overlap.summary()}", file=sys.stderr)
+    print(f"{PROG}: {describe_preset(model.preset)}", file=sys.stderr)
     # Calls and probabilities are written block by block as they are predicted (no cells x
     # classes matrix), into temporaries that replace the old outputs together or not at all.
     targets = [args.output] + ([args.probabilities] if args.probabilities is not None else [])
@@ -610,9 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--key", help="HDF key (default dge or the only key) or 10x genome of "
                                      "--train-set")
     train.add_argument("--query-key", help="HDF key of --query")
-    train.add_argument("--preset", default="actinn", choices=sorted(_presets()),
-                       help="actinn: the paper's network and training (default); robust: "
-                       "Adam at 1e-3 and input dropout 0.5, better across datasets")
+    train.add_argument("--preset", default="transfer", choices=sorted(_presets()),
+                       help="transfer (default): the recommended mode, for annotating other "
+                       "datasets; actinn: the paper's gene filters, network and training; "
+                       "robust: ACTINN at a 10x learning rate with input dropout")
     train.add_argument("--epochs", type=_positive_int, help="default 50")
     train.add_argument("--batch-size", type=_positive_int, help="default 128")
     train.add_argument("--learning-rate", type=_learning_rate,

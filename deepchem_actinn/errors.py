@@ -49,3 +49,7 @@ class MissingDependencyError(ActinnError, ImportError):
     Also an ``ImportError``, so ``except ImportError`` catches it; the message
     names the ``pip install 'deepchem_actinn[...]'`` line that fixes it.
     """
+
+
+class TrainingError(ActinnError):
+    """Training that cannot give a usable model (it diverged); nothing was saved."""

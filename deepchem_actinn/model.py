@@ -18,6 +18,7 @@ unpickling anything.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -38,10 +39,11 @@ from deepchem.models.optimizers import Adam, ExponentialDecay, LearningRateSched
 # when `transformers` is not installed, although the class itself imports fine.
 from deepchem.models.torch_models.torch_model import TorchModel
 
+from deepchem_actinn import model_file
 from deepchem_actinn.atomic import replace_directory, staging_folder
-from deepchem_actinn.errors import ModelFileError
+from deepchem_actinn.errors import ModelFileError, OutputError, TrainingError
 from deepchem_actinn.io import Names
-from deepchem_actinn.preprocessing import ScRNAFeaturizer
+from deepchem_actinn.preprocessing import TECHNICAL_GENES, ScRNAFeaturizer
 from deepchem_actinn.sparse import sparse_linear, to_torch_csr
 from deepchem_actinn.validation import check_model_arguments
 
@@ -86,12 +88,42 @@ GENE_SELECTION_DEFAULTS: Dict[str, Any] = {
     "exclude_genes": None,
 }
 
-#: Named settings: ``actinn`` is the paper's network and training; ``robust``
-#: trains it to generalise across datasets (see benchmarks/ACCURACY.md).
+#: Named settings (see benchmarks/ACCURACY.md for the evidence behind each):
+#:
+#: * ``actinn``: the paper's gene filters, network and training, unchanged.
+#: * ``transfer``: the recommended mode, for references applied to other datasets
+#:   (platforms, labs, conditions, species). All genes but the technical ones (no
+#:   percentile filter: the most expressed genes are often a type's markers); a linear
+#:   genes -> types path beside the hidden layers; Adam at 1e-3 for at least 2,000 steps,
+#:   with input dropout 0.5 and four times ACTINN's L2; balanced class weights.
+#: * ``robust``: the previous cross-dataset preset (Adam at 1e-3, input dropout 0.5).
 PRESETS: Dict[str, Dict[str, Any]] = {
     "actinn": {},
+    "transfer": {"learning_rate": 1e-3, "input_dropout": 0.5, "min_steps": 2000,
+                 "l2": 0.02, "linear_skip": True, "class_weight": "balanced",
+                 "low_percentile": 0.0, "high_percentile": 100.0,
+                 "exclude_genes": TECHNICAL_GENES},
     "robust": {"learning_rate": 1e-3, "input_dropout": 0.5},
 }
+#: The mode ``train_reference`` and ``deepchem-actinn train`` use unless told otherwise;
+#: ``ACTINNModel`` itself defaults to the paper's ``"actinn"``.
+DEFAULT_PRESET = "transfer"
+
+_PRESET_SUMMARIES = {
+    "actinn": "the paper's ACTINN training",
+    "transfer": "the recommended mode for annotating other datasets",
+    "robust": "ACTINN at a 10x learning rate with input dropout",
+}
+
+
+def describe_preset(preset: str) -> str:
+    """One line naming the mode a model was trained in.
+
+    >>> describe_preset("actinn")
+    "model trained with preset 'actinn' (the paper's ACTINN training)"
+    """
+    summary = _PRESET_SUMMARIES.get(preset)
+    return f"model trained with preset '{preset}'" + (f" ({summary})" if summary else "")
 
 
 def preset_settings(preset: str, **overrides: Any) -> Dict[str, Any]:
@@ -352,6 +384,37 @@ class _SmoothedCrossEntropy(dc.models.losses.Loss):
         return loss
 
 
+class _DivergenceGuard:
+    """Wraps the loss to see each step's value; ``check`` (a fit callback) raises on NaN/inf.
+
+    Values are inspected every ``every`` steps, so a GPU is not synchronised
+    at each step.
+    """
+
+    def __init__(self, loss: Callable, every: int) -> None:
+        self.loss, self.every = loss, every
+        self.pending: List[torch.Tensor] = []
+
+    def __call__(self, *args: Any) -> torch.Tensor:
+        value = self.loss(*args)
+        self.pending.append(value.detach().reshape(()))
+        return value
+
+    def check(self, model: ACTINNModel, step: int, final: bool = False) -> None:
+        if not self.pending or (len(self.pending) < self.every and not final):
+            return
+        values = torch.stack(self.pending).cpu()
+        self.pending.clear()
+        bad = torch.nonzero(~torch.isfinite(values)).ravel()
+        if len(bad):
+            value = float(values[int(bad[0])])
+            shown = "NaN" if math.isnan(value) else "infinite"
+            at = step - len(values) + 1 + int(bad[0])
+            rate = _schedule_value(model.optimizer.learning_rate, 0)
+            raise TrainingError(f"training diverged: loss became {shown} at step {at}; try a "
+                                f"lower --learning-rate (this run: {rate:g})")
+
+
 class ACTINNModel(TorchModel):
     """ACTINN cell-type classifier for DeepChem.
 
@@ -556,6 +619,26 @@ class ACTINNModel(TorchModel):
                            deterministic=deterministic, restore=False, variables=variables,
                            loss=loss, callbacks=callbacks, all_losses=all_losses)
 
+    def fit_generator(self, generator: Iterable[Tuple[Any, Any, Any]],
+                      max_checkpoints_to_keep: int = 5, checkpoint_interval: int = 1000,
+                      restore: bool = False, variables: Optional[Any] = None,
+                      loss: Optional[Any] = None,
+                      callbacks: Union[Callable, List[Callable]] = [],
+                      all_losses: Optional[List[float]] = None) -> float:
+        """DeepChem's training loop, stopped by a TrainingError at the first non-finite loss.
+
+        A diverged run (learning rate too high) would otherwise go on with NaN
+        weights and be saved as a model that calls every cell the first class.
+        """
+        guard = _DivergenceGuard(self._loss_fn if loss is None else loss,
+                                 every=1 if self.device.type == "cpu" else 32)
+        callbacks = [callbacks] if callable(callbacks) else list(callbacks)
+        result = super().fit_generator(generator, max_checkpoints_to_keep, checkpoint_interval,
+                                       restore, variables, guard, [guard.check, *callbacks],
+                                       all_losses)
+        guard.check(self, self._global_step, final=True)
+        return result
+
     def steps_per_epoch(self, n_cells: int) -> int:
         return int(math.ceil(n_cells / self.batch_size))
 
@@ -742,14 +825,25 @@ class ACTINNModel(TorchModel):
             # Never swap out a folder that is not a model: it may hold the user's data.
             raise ModelFileError("exists, is not empty and is not a model directory; "
                                  "choose a new --model-dir", target)
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        bad = model_file.nonfinite_tensor(state)
+        if bad is not None:  # a diverged model would call every cell the first class
+            raise TrainingError(f"not saved: the weights ({bad}) hold NaN or infinite values, "
+                                "so training diverged; try a lower learning rate", target)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)  # in memory: a full disk is then our OSError, named below
+        weights = buffer.getvalue()
         parent = os.path.dirname(target)
-        os.makedirs(parent, exist_ok=True)
-        staging = staging_folder(target)
+        writing = target
         try:
-            weights_path = os.path.join(staging, WEIGHTS_FILE)
-            state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-            torch.save(state, weights_path)
-            _fsync(weights_path)
+            os.makedirs(parent, exist_ok=True)
+            staging = staging_folder(target)
+        except OSError as exc:
+            raise OutputError(f"cannot create the model directory ({exc.strerror})",
+                              target) from None
+        try:
+            writing = os.path.join(target, WEIGHTS_FILE)
+            _write_bytes(os.path.join(staging, WEIGHTS_FILE), weights)
             meta = {
                 "format": MODEL_FORMAT,
                 "format_version": MODEL_FORMAT_VERSION,
@@ -760,11 +854,20 @@ class ACTINNModel(TorchModel):
                 "hyperparameters": self.hyperparameters,
                 "featurizer": self.featurizer.to_dict(),
                 "global_step": int(self._global_step) if self._built else 0,
-                "weights_sha256": _sha256(weights_path),
+                "weights_sha256": hashlib.sha256(weights).hexdigest(),
             }
             meta["metadata_sha256"] = _metadata_digest(meta)  # last: covers every field
+            model_file.validate_metadata(meta, target)  # never write what load() refuses
+            writing = os.path.join(target, MODEL_FILE)
             _write_json(os.path.join(staging, MODEL_FILE), meta)
-            replace_directory(staging, target)
+            writing = target
+            # Only the model's own files are replaced: anything else in the folder stays.
+            replace_directory(staging, target, own=(MODEL_FILE, WEIGHTS_FILE))
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            kept = "the previous model is kept" if os.path.isdir(target) else "nothing was saved"
+            raise OutputError(f"cannot write the model ({exc.strerror or exc}); {kept}",
+                              writing) from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -776,27 +879,25 @@ class ACTINNModel(TorchModel):
              **kwargs: Any) -> ACTINNModel:
         """Rebuild a model saved by :meth:`save`, ready to predict.
 
-        Nothing is unpickled: the metadata is JSON, the weights are checked
-        against their SHA-256 and read with ``torch.load(weights_only=True)``.
-        A directory that is not a model, is damaged, or comes from a newer
-        format raises :class:`~deepchem_actinn.errors.ModelFileError`.
+        Nothing is unpickled: the metadata is JSON checked field by field
+        against a schema (:mod:`deepchem_actinn.model_file`), the weights are
+        read once, checked against their SHA-256 and deserialised from those
+        bytes with ``torch.load(weights_only=True)``; both come from one state
+        of the folder even while ``save`` replaces it. A directory that is not
+        a model, is damaged or crafted, or comes from a newer format raises
+        :class:`~deepchem_actinn.errors.ModelFileError`.
         """
         folder = os.fspath(directory)
-        meta = read_model_metadata(folder)
-        weights_path = os.path.join(folder, WEIGHTS_FILE)
-        if not os.path.isfile(weights_path):
-            raise ModelFileError(f"missing {WEIGHTS_FILE}", folder)
-        if _sha256(weights_path) != meta["weights_sha256"]:
-            raise ModelFileError(f"{WEIGHTS_FILE} does not match the checksum in {MODEL_FILE} "
-                                 "(corrupted or replaced)", folder)
-        try:
-            state = _load_tensors(weights_path, "cpu")
-        except pickle.UnpicklingError as exc:
-            raise ModelFileError(f"{WEIGHTS_FILE} holds Python objects, not only tensors: "
-                                 "refused, since loading it could run code", folder) from exc
-        except Exception as exc:
-            raise ModelFileError(f"cannot read {WEIGHTS_FILE} (damaged, or not a PyTorch file): "
-                                 f"{type(exc).__name__}: {str(exc)[:120]}", folder) from exc
+        meta, data = model_file.read_model_snapshot(folder)
+        assert data is not None
+        state = model_file.load_weights(data, folder)
+        # Bound what building the network allocates by what the file holds.
+        declared = model_file.declared_parameters(meta)
+        held = sum(t.numel() for t in state.values())
+        if declared > held:
+            raise ModelFileError(f"{WEIGHTS_FILE} does not fit the network described in "
+                                 f"{MODEL_FILE} ({declared:,} parameters declared, {held:,} "
+                                 "stored)", folder)
         try:
             featurizer = ScRNAFeaturizer.from_dict(meta["featurizer"])
             params = dict(meta["hyperparameters"])
@@ -805,9 +906,6 @@ class ACTINNModel(TorchModel):
                         **params, **kwargs)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"inconsistent {MODEL_FILE}: {exc}", folder) from exc
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
-                                                  for v in state.values()):
-            raise ModelFileError(f"{WEIGHTS_FILE} is not a tensor state dict", folder)
         if int(meta["format_version"]) < _GENE_MAJOR_SINCE:
             state = _gene_major(state, model.model)
         expected = model.model.state_dict()
@@ -823,7 +921,7 @@ class ACTINNModel(TorchModel):
 
 
 def read_model_metadata(directory: str) -> Dict[str, Any]:
-    """Read and check ``actinn_model.json``; raise ModelFileError with the reason.
+    """Read ``actinn_model.json`` and check it against its schema; ModelFileError says why not.
 
     Examples
     --------
@@ -833,46 +931,7 @@ def read_model_metadata(directory: str) -> Dict[str, Any]:
     ...
     deepchem_actinn.errors.ModelFileError: ...: not a deepchem_actinn model directory ...
     """
-    if not os.path.isdir(directory):
-        raise ModelFileError("model directory not found", directory)
-    path = os.path.join(directory, MODEL_FILE)
-    if not os.path.isfile(path):
-        raise ModelFileError(f"not a deepchem_actinn model directory (no {MODEL_FILE})",
-                             directory)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            meta = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{MODEL_FILE} is not valid JSON ({exc})", directory) from exc
-    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        raise ModelFileError(f"{MODEL_FILE} is not a deepchem_actinn model description",
-                             directory)
-    version = meta.get("format_version")
-    if "format_version" not in meta:
-        raise ModelFileError(f"{MODEL_FILE} lacks its format_version (damaged or edited)",
-                             directory)
-    if not isinstance(version, int) or version > MODEL_FORMAT_VERSION or version < 1:
-        raise ModelFileError(f"model format version {version!r} is not supported by this "
-                             f"deepchem_actinn (reads versions 1-{MODEL_FORMAT_VERSION}); "
-                             "upgrade the package or retrain", directory)
-    # Saved models carry a digest of their metadata: a hand edit (or damage) is caught
-    # here. Deleting the field accepts deliberate edits; the checks below still apply.
-    if "metadata_sha256" in meta and meta["metadata_sha256"] != _metadata_digest(meta):
-        raise ModelFileError(f"{MODEL_FILE} was changed after the model was saved (its "
-                             "metadata_sha256 does not match); restore the original or retrain",
-                             directory)
-    required = {"n_genes": int, "n_classes": int, "classes": list, "hyperparameters": dict,
-                "featurizer": dict, "weights_sha256": str}
-    for key, kind in required.items():
-        if not isinstance(meta.get(key), kind):
-            raise ModelFileError(f"{MODEL_FILE} lacks a valid '{key}'", directory)
-    if len(meta["classes"]) != meta["n_classes"] or len(set(meta["classes"])) != len(
-            meta["classes"]):
-        raise ModelFileError(f"{MODEL_FILE}: class list does not match n_classes", directory)
-    genes = meta["featurizer"].get("genes")
-    if not isinstance(genes, list) or len(genes) != meta["n_genes"]:
-        raise ModelFileError(f"{MODEL_FILE}: gene list does not match n_genes", directory)
-    return meta
+    return model_file.read_model_snapshot(os.fspath(directory), with_weights=False)[0]
 
 
 def _gene_major(state: Dict[str, Any], net: ActinnClassifier) -> Dict[str, Any]:
@@ -898,11 +957,6 @@ def _metadata_digest(meta: Dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _fsync(path: str) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -912,7 +966,12 @@ def _sha256(path: str) -> str:
 
 
 def _write_json(path: str, payload: Dict[str, Any]) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=1)
+    _write_bytes(path, json.dumps(payload, indent=1).encode("utf-8"))
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    """Write and fsync a new file (a full disk raises OSError here, which save() names)."""
+    with open(path, "xb") as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

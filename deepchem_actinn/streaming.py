@@ -617,10 +617,11 @@ def fit_on_shards(model: Any, shards: ShardedCellDataset, nb_epoch: Optional[int
 
 def train_streaming(counts: Union[PathLike, ChunkedCounts], labels: Union[PathLike, pd.Series],
                     work_dir: PathLike,
-                    *, preset: str = "actinn", seed: int = 0,
+                    *, preset: str = "transfer", seed: int = 0,
                     device: Optional[Union[str, torch.device]] = None,
                     chunk_cells: int = CHUNK_CELLS, shard_cells: int = SHARD_CELLS,
                     buffer_shards: int = 4, restrict_to: Optional[Sequence[str]] = None,
+                    min_gene_overlap: float = 0.1,
                     callbacks: Union[Callable, List[Callable]] = [],
                     **model_kwargs: Any) -> Any:
     """Both passes, then training from shards: :func:`train_reference` for files of any size.
@@ -629,12 +630,15 @@ def train_streaming(counts: Union[PathLike, ChunkedCounts], labels: Union[PathLi
     model saves like any other (``model.save(dir)``). ``callbacks`` are
     DeepChem ``fit`` callbacks, called after every step.
     """
-    from deepchem_actinn.model import ACTINNModel
+    from deepchem_actinn.model import GENE_SELECTION_DEFAULTS, ACTINNModel, featurizer_for
     from deepchem_actinn.validation import check_training_classes
 
     source = counts if isinstance(counts, ChunkedCounts) else ChunkedCounts(counts)
-    featurizer, stats = fit_featurizer_streaming(source, labels, restrict_to=restrict_to,
-                                                 chunk_cells=chunk_cells)
+    selection = {k: model_kwargs.pop(k) for k in list(model_kwargs)
+                 if k in GENE_SELECTION_DEFAULTS}
+    featurizer, stats = fit_featurizer_streaming(
+        source, labels, restrict_to=restrict_to, chunk_cells=chunk_cells,
+        featurizer=featurizer_for(preset, min_gene_overlap=min_gene_overlap, **selection))
     check_training_classes(stats.classes, None if isinstance(labels, pd.Series)
                            else os.fspath(labels))
     if len(stats.classes) < 2:

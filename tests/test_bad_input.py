@@ -519,7 +519,7 @@ MODEL_CASES = {
     "learning rate not a number, digest updated": (
         lambda f: _edit_json(f, lambda m: m["hyperparameters"].__setitem__("learning_rate",
                                                                           "fast"), resign=True),
-        r"inconsistent actinn_model.json: .*'fast'"),
+        r"hyperparameters.learning_rate: must be a finite number.*'fast'"),
     "format version 99": (lambda f: _edit_json(f, lambda m: m.__setitem__("format_version", 99)),
                           r"format version 99 is not supported.*upgrade"),
     "format version missing": (lambda f: _edit_json(f, lambda m: m.pop("format_version")),

@@ -9,6 +9,7 @@ schedule and the batch shuffling exactly where they stopped.
 import json
 import os
 import pickle
+import re
 import shutil
 import warnings
 
@@ -75,7 +76,8 @@ def test_pickle_payload_in_weights_is_refused(writer, saved, tmp_path, capsys):
     else:
         torch.save(payload, weights)
     forge(folder)
-    with pytest.raises(ModelFileError, match=r"weights.pt holds Python objects.*could run code"):
+    refused = r"weights.pt (holds Python objects|is not a PyTorch archive).*could run code"
+    with pytest.raises(ModelFileError, match=refused):
         ACTINNModel.load(folder)
     assert not marker.exists()
     with pytest.raises(ModelFileError):
@@ -84,7 +86,7 @@ def test_pickle_payload_in_weights_is_refused(writer, saved, tmp_path, capsys):
     code = cli.main(["predict", "--model-dir", os.fspath(folder), "--test-set", saved["counts"],
                      "--output", os.fspath(tmp_path / "pred.tsv")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "holds Python objects" in err[0]
+    assert code == 2 and len(err) == 1 and re.search(refused, err[0])
     assert not marker.exists()
     assert not (tmp_path / "pred.tsv").exists()
 
@@ -110,6 +112,23 @@ def test_pickle_payload_in_a_checkpoint_is_refused(saved, tmp_path):
     with pytest.raises(ModelFileError, match=r"checkpoint holds Python objects"):
         model.restore(model_dir=os.fspath(checkpoints))
     assert not marker.exists()
+
+
+def test_pickle_payload_in_a_checkpoint_is_refused_by_train_resume(saved, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    torch.save({"model_state_dict": Payload(marker), "global_step": 1},
+               checkpoints / "checkpoint1.pt")
+    labels = os.path.join(os.path.dirname(saved["counts"]), "labels.tsv")
+    capsys.readouterr()
+    code = cli.main(["train", "--train-set", saved["counts"], "--train-labels", labels,
+                     "--model-dir", os.fspath(tmp_path / "model"), "--quiet",
+                     "--checkpoint-dir", os.fspath(checkpoints), "--resume"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "checkpoint holds Python objects" in err[-1]
+    assert sum("error" in line for line in err) == 1
+    assert not marker.exists() and not (tmp_path / "model").exists()
 
 
 def test_restore_errors_are_model_file_errors(saved, tmp_path):

@@ -1,0 +1,535 @@
+"""What a model folder may hold, checked before anything is built from it.
+
+A model folder is untrusted input: folders are shared and downloaded, and the
+digests in ``actinn_model.json`` catch damage and hand edits but anyone can
+recompute them, so they prove nothing about who wrote the folder. Loading
+therefore
+
+* reads ``actinn_model.json`` with a size bound, refusing duplicate keys and
+  turning a too deeply nested document into one line;
+* checks every field against the tables below (type, range, known keys
+  only; :data:`HYPERPARAMETERS` and :data:`FEATURIZER` are the places to
+  add a new setting), then the fields against each other;
+* reads ``weights.pt`` once, checks those bytes against the digest recorded
+  in the metadata read from the same directory, and deserialises the same
+  bytes as tensors only (``torch.load(weights_only=True)`` of an
+  uncompressed PyTorch zip archive): finite floating-point tensors, at least
+  as many numbers as the declared network has before the network is built.
+
+:func:`read_model_snapshot` opens both files through one directory handle,
+so a load racing :meth:`ACTINNModel.save` (which swaps whole folders) reads
+one model or the other, never a mix; it retries when a file vanishes or the
+pair does not match (the old folder was being deleted, or files were copied
+over in place) before it reports damage.
+
+>>> HYPERPARAMETERS["decay_steps"](1000)
+1000
+>>> HYPERPARAMETERS["decay_steps"](0)
+Traceback (most recent call last):
+...
+deepchem_actinn.model_file.SchemaError: must be an integer >= 1, not 0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import pickle
+import re
+import stat
+import time
+import warnings
+import zipfile
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from deepchem_actinn.errors import ModelFileError
+
+#: Largest ``actinn_model.json`` read (gene lists of big references are a few MB);
+#: parsed JSON takes up to ~12x its size in memory.
+MAX_METADATA_BYTES = 32 << 20
+#: JSON arrays and objects in it: a model description has a handful, and a file of
+#: millions of ``[]`` would take 20x its size once parsed.
+MAX_METADATA_CONTAINERS = 100_000
+#: Largest network built from a model file (8 GiB of float32 weights).
+MAX_PARAMETERS = 1 << 31
+MAX_WEIGHTS_BYTES = 4 * MAX_PARAMETERS + (64 << 20)
+MAX_HIDDEN_LAYERS = 64
+MAX_LAYER_WIDTH = 1 << 20
+MAX_NAME_CHARS = 4096
+#: Reads of a folder that is being replaced before a mismatch counts as damage.
+SNAPSHOT_TRIES = 8
+
+_BIG = 1 << 62
+
+
+class SchemaError(ValueError):
+    """A value that breaks the schema; ``field`` is its dotted path once known."""
+
+    def __init__(self, problem: str, field: Optional[str] = None) -> None:
+        super().__init__(problem if field is None else f"{field}: {problem}")
+        self.problem, self.field = problem, field
+
+
+Check = Callable[[Any], Any]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def integer(low: int, high: int = _BIG) -> Check:
+    """An integer (not a bool, not a float) in ``[low, high]``."""
+    def check(value: Any) -> int:
+        if not _is_int(value) or not low <= value <= high:
+            bound = f">= {low}" if high == _BIG else f"in [{low}, {high}]"
+            raise SchemaError(f"must be an integer {bound}, not {_show(value)}")
+        return int(value)
+    return check
+
+
+def number(low: float, high: float = math.inf, *, low_open: bool = False,
+           high_open: bool = False) -> Check:
+    """A finite number in the interval (ints are accepted and become floats)."""
+    def check(value: Any) -> float:
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value)
+              and (low < value if low_open else low <= value)
+              and (value < high if high_open else value <= high))
+        if not ok:
+            left, right = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
+            raise SchemaError(f"must be a finite number in {left}{low:g}, {high:g}{right}, "
+                              f"not {_show(value)}")
+        return float(value)
+    return check
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SchemaError(f"must be true or false, not {_show(value)}")
+    return value
+
+
+def one_of(*choices: Any) -> Check:
+    def check(value: Any) -> Any:
+        if isinstance(value, (bool, int, float, str, type(None))) and any(
+                value == c and type(value) is type(c) for c in choices):
+            return value
+        raise SchemaError(f"must be one of {', '.join(map(_show, choices))}, not {_show(value)}")
+    return check
+
+
+def preset(value: Any) -> str:
+    from deepchem_actinn.model import PRESETS  # the presets of this version of the package
+    return one_of(*PRESETS)(value)  # type: ignore[no-any-return]
+
+
+def integer_list(item: Check, max_length: int) -> Check:
+    def check(value: Any) -> List[int]:
+        if not isinstance(value, list) or len(value) > max_length:
+            raise SchemaError(f"must be a list of at most {max_length} integers, "
+                              f"not {_show(value)}")
+        checked = []
+        for index, element in enumerate(value):
+            try:
+                checked.append(item(element))
+            except SchemaError as exc:
+                raise SchemaError(f"item {index} {exc.problem}") from None
+        return checked
+    return check
+
+
+def names(*, plain: bool) -> Check:
+    """A list of distinct strings; ``plain``: also non-empty, short, no control characters.
+
+    Class names become output labels and table headers, hence ``plain``;
+    gene names are matched against count files, which may spell anything.
+    """
+    def check(value: Any) -> List[str]:
+        if not isinstance(value, list):
+            raise SchemaError(f"must be a list of names, not {_show(value)}")
+        for index, name in enumerate(value):
+            if not isinstance(name, str):
+                raise SchemaError(f"item {index} must be a string, not {_show(name)}")
+            if plain and (not name.strip() or len(name) > MAX_NAME_CHARS
+                          or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+                raise SchemaError(f"item {index} {_show(name)} must be a non-empty name of at "
+                                  f"most {MAX_NAME_CHARS} characters without control characters")
+        if len(set(value)) != len(value):
+            seen: set = set()
+            for name in value:
+                if name in seen:
+                    raise SchemaError(f"holds {_show(name)} twice; names must be distinct")
+                seen.add(name)
+        return list(value)
+    return check
+
+
+def text(max_chars: int) -> Check:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or len(value) > max_chars:
+            raise SchemaError(f"must be a string of at most {max_chars} characters, "
+                              f"not {_show(value)}")
+        return value
+    return check
+
+
+def gene_pattern(value: Any) -> Optional[str]:
+    """``None`` or a regular expression of gene names (a featurizer's ``exclude_genes``)."""
+    if value is None:
+        return None
+    pattern = text(1000)(value)
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise SchemaError(f"must be a regular expression ({exc})") from None
+    return pattern
+
+
+def digest(value: Any) -> str:
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef"
+                                                             for c in value):
+        raise SchemaError(f"must be a SHA-256 hex digest, not {_show(value)}")
+    return value
+
+
+#: Every hyper-parameter a model file may hold, with its check. ``ACTINNModel``
+#: receives these and nothing else, so a new constructor setting must be added
+#: here (the round-trip test in tests/test_model_schema.py fails until it is).
+#: Missing keys take the constructor's defaults (older model files).
+HYPERPARAMETERS: Dict[str, Check] = {
+    "hidden_sizes": integer_list(integer(1, MAX_LAYER_WIDTH), MAX_HIDDEN_LAYERS),
+    "learning_rate": number(0, low_open=True),
+    "decay_rate": number(0, low_open=True),
+    "decay_steps": integer(1),
+    "l2": number(0),
+    "batch_size": integer(1, 2**31 - 1),
+    "epochs": integer(0, 2**31 - 1),
+    "input_dropout": number(0, 1, high_open=True),
+    "min_steps": integer(0),
+    "label_smoothing": number(0, 1),
+    "class_weight": one_of(None, "balanced"),
+    "linear_skip": boolean,
+    "low_percentile": number(0, 100),
+    "high_percentile": number(0, 100),
+    "exclude_genes": gene_pattern,
+    "preset": preset,
+    "seed": integer(0, 2**63 - 2),  # numpy wants >= 0; dropout draws from seed + 1
+}
+
+#: The fitted featurizer's state (``ScRNAFeaturizer.to_dict``).
+FEATURIZER: Dict[str, Check] = {
+    "target_sum": number(0, low_open=True),
+    "low_percentile": number(0, 100),
+    "high_percentile": number(0, 100),
+    "min_gene_overlap": number(0, 1),
+    "exclude_genes": gene_pattern,
+    "joint": boolean,
+    "input_genes": names(plain=False),
+    "genes": names(plain=False),
+}
+FEATURIZER_OPTIONAL = {"joint", "exclude_genes"}  # absent from older files
+
+
+def _section(table: Mapping[str, Check], optional: Sequence[str]) -> Check:
+    """A JSON object checked key by key against ``table``; unknown keys are refused."""
+    def check(value: Any) -> Dict[str, Any]:
+        if not isinstance(value, dict):
+            raise SchemaError(f"must be an object, not {_show(value)}")
+        return _check_fields(value, table, [k for k in table if k not in optional])
+    return check
+
+
+#: Top-level fields of ``actinn_model.json`` (``format`` and ``format_version``
+#: are checked first, by :func:`validate_metadata`).
+METADATA: Dict[str, Check] = {
+    "format": text(100),
+    "format_version": integer(1),
+    "package_version": text(100),
+    "n_genes": integer(1, MAX_PARAMETERS),
+    "n_classes": integer(1, MAX_PARAMETERS),
+    "classes": names(plain=True),
+    "hyperparameters": _section(HYPERPARAMETERS, list(HYPERPARAMETERS)),
+    "featurizer": _section(FEATURIZER, sorted(FEATURIZER_OPTIONAL)),
+    "global_step": integer(0),
+    "weights_sha256": digest,
+    "metadata_sha256": digest,
+}
+METADATA_OPTIONAL = {"package_version", "global_step", "metadata_sha256"}
+
+
+def _check_fields(value: Dict[str, Any], table: Mapping[str, Check],
+                  required: Sequence[str]) -> Dict[str, Any]:
+    unknown = sorted(set(value) - set(table))
+    if unknown:
+        raise SchemaError(f"unknown field {_show(unknown[0])} (written by a newer or a "
+                          "different program?)")
+    missing = [key for key in required if key not in value]
+    if missing:
+        raise SchemaError(f"lacks the field {_show(missing[0])}")
+    checked = {}
+    for key, item in value.items():
+        try:
+            checked[key] = table[key](item)
+        except SchemaError as exc:  # nested sections report "hyperparameters.decay_steps"
+            raise SchemaError(exc.problem, key if exc.field is None
+                              else f"{key}.{exc.field}") from None
+    return checked
+
+
+def network_parameters(n_genes: int, n_classes: int, hidden_sizes: Sequence[int],
+                       linear_skip: bool = False) -> int:
+    """Numbers in the network a model file declares: the linear layers and the temperature.
+
+    A setting that adds weights (another layer, a skip path) must add them
+    here: this count bounds what loading allocates before the network exists.
+    """
+    sizes = [n_genes, *hidden_sizes, n_classes]
+    skip = n_genes * n_classes + n_classes if linear_skip else 0
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True)) + 1 + skip
+
+
+def declared_parameters(meta: Mapping[str, Any]) -> int:
+    """:func:`network_parameters` of checked metadata, settings missing from it taken from
+    its preset (as loading does)."""
+    from deepchem_actinn.model import preset_settings
+
+    hyper = meta["hyperparameters"]
+    network = preset_settings(hyper.get("preset", "actinn"),
+                              **{k: v for k, v in hyper.items() if k not in ("preset", "seed")})
+    return network_parameters(meta["n_genes"], meta["n_classes"], network["hidden_sizes"],
+                              bool(network["linear_skip"]))
+
+
+def validate_metadata(meta: Any, folder: str) -> Dict[str, Any]:
+    """``actinn_model.json``'s content checked field by field; a ModelFileError names the field.
+
+    Returns the checked metadata (numbers normalised, defaults not filled in).
+    """
+    from deepchem_actinn.model import (
+        MODEL_FILE,
+        MODEL_FORMAT,
+        MODEL_FORMAT_VERSION,
+        _metadata_digest,
+    )
+
+    def fail(problem: str) -> ModelFileError:
+        return ModelFileError(f"{MODEL_FILE}: {problem}", folder)
+
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ModelFileError(f"{MODEL_FILE} is not a deepchem_actinn model description", folder)
+    if "format_version" not in meta:
+        raise ModelFileError(f"{MODEL_FILE} lacks its format_version (damaged or edited)", folder)
+    version = meta["format_version"]
+    if not _is_int(version) or not 1 <= version <= MODEL_FORMAT_VERSION:
+        raise ModelFileError(f"model format version {_show(version)} is not supported by this "
+                             f"deepchem_actinn (reads versions 1-{MODEL_FORMAT_VERSION}); "
+                             "upgrade the package or retrain", folder)
+    try:
+        checked = _check_fields(meta, METADATA,
+                                [k for k in METADATA if k not in METADATA_OPTIONAL])
+    except SchemaError as exc:
+        raise fail(str(exc)) from None
+    # A hand edit (or damage) is caught here, with a message that says so; the digest
+    # is not a signature (anyone can recompute it), so the checks above and below stay.
+    if "metadata_sha256" in meta and meta["metadata_sha256"] != _metadata_digest(meta):
+        raise ModelFileError(f"{MODEL_FILE} was changed after the model was saved (its "
+                             "metadata_sha256 does not match); restore the original or retrain",
+                             folder)
+    if len(checked["classes"]) != checked["n_classes"]:
+        raise fail("class list does not match n_classes")
+    featurizer = checked["featurizer"]
+    if len(featurizer["genes"]) != checked["n_genes"]:
+        raise fail("gene list does not match n_genes")
+    if featurizer["low_percentile"] > featurizer["high_percentile"]:
+        raise fail("featurizer low_percentile is above its high_percentile")
+    declared = declared_parameters(checked)
+    if declared > MAX_PARAMETERS:
+        raise fail(f"declares a network of {declared:,} parameters, more than the "
+                   f"{MAX_PARAMETERS:,} a model may have")
+    return checked
+
+
+# ---------------------------------------------------------------------------
+# Reading one consistent snapshot
+# ---------------------------------------------------------------------------
+
+
+class _Transient(Exception):
+    """A read that may succeed once a concurrent replacement of the folder is over."""
+
+    def __init__(self, error: ModelFileError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _reject_duplicate_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    result: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:  # parsers disagree on which one wins
+            raise ValueError(f"key {_show(key)} appears twice")
+        result[key] = value
+    return result
+
+
+def parse_metadata(raw: bytes, folder: str) -> Any:
+    """JSON from ``actinn_model.json``'s bytes; every failure is one ModelFileError line."""
+    from deepchem_actinn.model import MODEL_FILE
+    containers = raw.count(b"[") + raw.count(b"{")  # an upper bound: brackets in names count
+    if containers > MAX_METADATA_CONTAINERS:
+        raise ModelFileError(f"{MODEL_FILE} holds {containers:,} JSON arrays or objects; a model "
+                             "description has a handful", folder)
+    try:
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicate_keys)
+    except RecursionError:
+        raise ModelFileError(f"{MODEL_FILE} is not valid JSON (nested too deeply)",
+                             folder) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelFileError(f"{MODEL_FILE} is not valid JSON ({str(exc)[:200]})", folder) from exc
+
+
+_DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+
+
+def _read_bounded(name: str, folder: str, dir_fd: Optional[int], limit: int,
+                  missing: str) -> bytes:
+    """The bytes of regular file ``name`` in the folder (opened through ``dir_fd``)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)  # a FIFO must not block the open
+    try:
+        if dir_fd is None:
+            handle = os.open(os.path.join(folder, name), flags)
+        else:
+            handle = os.open(name, flags, dir_fd=dir_fd)
+    except FileNotFoundError:
+        raise _Transient(ModelFileError(missing, folder)) from None
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {name} ({exc.strerror})", folder) from None
+    with os.fdopen(handle, "rb") as stream:
+        info = os.fstat(stream.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ModelFileError(f"{name} is not a regular file", folder)
+        if info.st_size > limit:
+            raise ModelFileError(f"{name} is {info.st_size:,} bytes, more than a model file may "
+                                 f"be ({limit:,})", folder)
+        try:
+            data = stream.read(limit + 1)
+        except OSError as exc:
+            raise ModelFileError(f"cannot read {name} ({exc.strerror})", folder) from None
+    if len(data) > limit:  # it grew while being read
+        raise _Transient(ModelFileError(f"{name} is more than {limit:,} bytes", folder))
+    return data
+
+
+def _read_once(folder: str, with_weights: bool) -> Tuple[Dict[str, Any], Optional[bytes]]:
+    from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE
+    dir_fd = None
+    if _DIR_FD:
+        try:
+            # One handle on the folder: both files come from the same directory even if
+            # save() swaps a new one into its place meanwhile.
+            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            raise _Transient(ModelFileError("model directory not found", folder)) from None
+        except NotADirectoryError:
+            raise ModelFileError("model directory not found (a file has that name)",
+                                 folder) from None
+        except OSError as exc:
+            raise ModelFileError(f"cannot open the model directory ({exc.strerror})",
+                                 folder) from None
+    elif not os.path.isdir(folder):
+        raise _Transient(ModelFileError("model directory not found", folder))
+    try:
+        raw = _read_bounded(MODEL_FILE, folder, dir_fd, MAX_METADATA_BYTES,
+                            f"not a deepchem_actinn model directory (no {MODEL_FILE})")
+        try:
+            parsed = parse_metadata(raw, folder)
+        except ModelFileError as exc:  # possibly a copy over the file, still in progress
+            raise _Transient(exc) from None
+        meta = validate_metadata(parsed, folder)
+        if not with_weights:
+            return meta, None
+        data = _read_bounded(WEIGHTS_FILE, folder, dir_fd, MAX_WEIGHTS_BYTES,
+                             f"missing {WEIGHTS_FILE}")
+        if hashlib.sha256(data).hexdigest() != meta["weights_sha256"]:
+            raise _Transient(ModelFileError(f"{WEIGHTS_FILE} does not match the checksum in "
+                                            f"{MODEL_FILE} (corrupted or replaced)", folder))
+        return meta, data
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
+
+
+def read_model_snapshot(folder: str, with_weights: bool = True
+                        ) -> Tuple[Dict[str, Any], Optional[bytes]]:
+    """Checked metadata and the weights bytes it describes, from one state of the folder.
+
+    A missing file, unreadable JSON or a weights digest that does not match
+    is retried a few times (a replacement may be in progress) before it is
+    reported as a ModelFileError.
+    """
+    for attempt in range(SNAPSHOT_TRIES):
+        try:
+            return _read_once(folder, with_weights)
+        except _Transient as exc:
+            last = exc.error
+            time.sleep(0.002 * attempt)
+    raise last
+
+
+def load_weights(data: bytes, folder: str) -> Dict[str, torch.Tensor]:
+    """Tensors from ``weights.pt``'s bytes: an uncompressed PyTorch archive of finite floats."""
+    from deepchem_actinn.model import WEIGHTS_FILE
+    refused = (f"{WEIGHTS_FILE} is not a PyTorch archive of tensors (a bare pickle or an old "
+               "torch format): refused, since loading it could run code")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise ModelFileError(refused if data[:1] == b"\x80" else
+                             f"cannot read {WEIGHTS_FILE} (damaged, or not a PyTorch file)",
+                             folder) from None
+    # torch.save stores its records uncompressed: a compressed one could unpack to any size.
+    if any(e.compress_type != zipfile.ZIP_STORED for e in entries) or sum(
+            e.file_size for e in entries) > len(data):
+        raise ModelFileError(f"{WEIGHTS_FILE} holds compressed records, which torch.save never "
+                             "writes (damaged or crafted)", folder)
+    try:
+        with warnings.catch_warnings():  # torch's warnings are not the user's business
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelFileError(f"{WEIGHTS_FILE} holds Python objects, not only tensors: "
+                             "refused, since loading it could run code", folder) from exc
+    except Exception as exc:
+        raise ModelFileError(f"cannot read {WEIGHTS_FILE} (damaged, or not a PyTorch file): "
+                             f"{type(exc).__name__}: {str(exc)[:120]}", folder) from exc
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ModelFileError(f"{WEIGHTS_FILE} is not a tensor state dict", folder)
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            raise ModelFileError(f"{WEIGHTS_FILE}: {_show(name)} holds {tensor.dtype} values, "
+                                 "not floating-point weights", folder)
+        if not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{WEIGHTS_FILE}: {_show(name)} holds NaN or infinite values "
+                                 "(the training that wrote it diverged, or the file was "
+                                 "tampered with)", folder)
+    return state
+
+
+def nonfinite_tensor(state: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """The name of the first floating-point tensor holding NaN or inf, or ``None``."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def _show(value: Any) -> str:
+    """A short repr of a value from a file (it may be huge or multi-line)."""
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
