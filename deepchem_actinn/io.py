@@ -169,6 +169,9 @@ def read_pandas_hdf(path: PathLike, key: Optional[str] = None) -> pd.DataFrame:
     """Read the genes x cells DataFrame stored by ``DataFrame.to_hdf``.
 
     The key is ``key`` if given, else ``dge`` (ACTINN's), else the file's only key.
+    The file is parsed with h5py (:mod:`deepchem_actinn.pandas_hdf`), never
+    through pandas/PyTables, which unpickle object-typed data and attributes:
+    files holding pickled objects are refused.
 
     Examples
     --------
@@ -176,33 +179,14 @@ def read_pandas_hdf(path: PathLike, key: Optional[str] = None) -> pd.DataFrame:
     >>> read_pandas_hdf(sample_files().sample_2_counts).shape  # genes x cells
     (1200, 1000)
     """
+    from deepchem_actinn.pandas_hdf import read_frame
+
     name = _check_readable(path)
     if not _is_hdf5(name):
         raise InputError("not an HDF5 file (expected pandas HDF, key 'dge')", name)
-    try:
-        with pd.HDFStore(name, mode="r") as store:
-            keys = [k.lstrip("/") for k in store.keys()]
-            if key is None:
-                if "dge" in keys:
-                    key = "dge"
-                elif len(keys) == 1:
-                    key = keys[0]
-                elif not keys:
-                    raise InputError("HDF5 file holds no pandas DataFrame", name)
-                else:
-                    raise InputError(
-                        f"HDF5 file holds {len(keys)} DataFrames ({', '.join(keys[:5])}); "
-                        "choose one with --key", name)
-            if key not in keys:
-                raise InputError(f"no key '{key}' in HDF5 file (keys: {', '.join(keys)})", name)
-            frame = store[key]
-    except InputError:
-        raise
-    except Exception as exc:  # tables raises many types for damaged files
-        raise InputError(f"cannot read as pandas HDF: {type(exc).__name__}: {exc}", name) from exc
-    if not isinstance(frame, pd.DataFrame):
-        raise InputError(f"key '{key}' holds a {type(frame).__name__}, not a DataFrame", name)
-    return frame
+    stored = read_frame(name, key)
+    return pd.DataFrame(stored.values, index=pd.Index(stored.index),
+                        columns=pd.Index(stored.columns), copy=False)
 
 
 def _is_everything(index: np.ndarray, n: int) -> bool:
