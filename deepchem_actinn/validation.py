@@ -13,13 +13,16 @@ naming the file and the problem.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple, TypeVar
 
 import numpy as np
 
-from deepchem_actinn.errors import InputError
+from deepchem_actinn.errors import ActinnError, InputError
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 #: Deflate (gzip, zlib) expands at most ~1032x; no stored byte can hold more.
 MAX_EXPANSION = 1032
@@ -56,6 +59,23 @@ def memory_limit() -> int:
     except (ImportError, ValueError, OSError):
         pass
     return int(limit)
+
+
+def one_line_errors(what: str) -> Callable[[_Method], _Method]:
+    """Decorate a reader method: errors h5py or numpy raise on a damaged file (``KeyError``,
+    ``OSError``...) become one :class:`InputError` naming ``self.path``."""
+    def decorate(method: _Method) -> _Method:
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except ActinnError:
+                raise
+            except (KeyError, OSError, ValueError, TypeError, IndexError, AttributeError) as exc:
+                raise InputError(f"cannot read {what}: {type(exc).__name__}: {exc}",
+                                 getattr(self, "path", None)) from exc
+        return wrapper  # type: ignore[return-value]
+    return decorate
 
 
 def check_allocation(nbytes: int, source: str, what: str) -> None:
@@ -138,25 +158,21 @@ def check_sparse_header(n_major: int, n_minor: int, indptr_length: int, indices_
         raise InputError("damaged sparse matrix: negative dimension", source)
 
 
-def check_indptr(indptr: np.ndarray, nnz: int, source: str, start: int = 0) -> np.ndarray:
-    """An index pointer (or a slice of one starting at row ``start``) that is sound.
-
-    The full pointer starts at 0 and ends at ``nnz``; every slice is
-    non-decreasing and within ``[0, nnz]``.
-    """
+def check_indptr(indptr: np.ndarray, nnz: int, source: str) -> np.ndarray:
+    """A whole index pointer: integers from 0 to ``nnz``, never decreasing."""
     indptr = _integer(np.asarray(indptr), source, "indptr values")
     if indptr.size == 0:
         raise InputError("damaged sparse matrix: empty indptr", source)
-    if start == 0 and int(indptr[0]) != 0:
+    if int(indptr[0]) != 0:
         raise InputError(f"damaged sparse matrix: indptr starts at {int(indptr[0])}, not 0",
                          source)
     steps = np.diff(indptr)
     if steps.size and int(steps.min()) < 0:
-        row = int(np.flatnonzero(steps < 0)[0]) + start
-        raise InputError(f"damaged sparse matrix: indptr decreases at row {row}", source)
-    if int(indptr[0]) < 0 or int(indptr[-1]) > nnz:
-        raise InputError(f"damaged sparse matrix: indptr points past the {nnz} stored values",
-                         source)
+        row = int(np.flatnonzero(steps < 0)[0])
+        raise InputError(f"damaged sparse matrix: indptr decreases after row {row}", source)
+    if int(indptr[-1]) != nnz:
+        raise InputError(f"damaged sparse matrix: indptr ends at {int(indptr[-1])} but {nnz} "
+                         "values are stored", source)
     return indptr
 
 
@@ -188,9 +204,6 @@ def check_compressed(data: Any, indices: Any, indptr: Any, n_major: int, n_minor
     check_sparse_header(n_major, n_minor, len(indptr), len(indices), len(np.asarray(data)),
                         source, major)
     check_indptr(indptr, len(indices), source)
-    if int(indptr[-1]) != len(indices):
-        raise InputError(f"damaged sparse matrix: indptr ends at {int(indptr[-1])} but "
-                         f"{len(indices)} values are stored", source)
     check_indices(indices, n_minor, source, minor)
 
 
@@ -207,6 +220,45 @@ def check_sparse_matrix(X: Any, source: str) -> None:
         check_compressed(X.data, X.indices, X.indptr, columns, rows, source, "genes", "cells")
 
 
+def check_sparse_group(group: Any, n_major: int, n_minor: int, source: str,
+                       major: str = "cells") -> None:
+    """An HDF5 CSR/CSC group (10x, ``.h5ad``): sizes of its arrays, before reading any."""
+    import h5py
+
+    lengths = []
+    for part in ("data", "indices", "indptr"):
+        node = group.get(part)
+        if not isinstance(node, h5py.Dataset) or node.ndim != 1:
+            raise InputError(f"sparse matrix {group.name} lacks a 1-D '{part}' array", source)
+        check_dataset(node, source, f"{group.name}/{part}")
+        lengths.append(int(node.shape[0]))
+    check_sparse_header(n_major, n_minor, lengths[2], lengths[1], lengths[0], source, major)
+
+
+def check_hdf5_sizes(handle: Any, source: str) -> None:
+    """Every dataset of an HDF5 file plausible in size, every sparse group consistent.
+
+    For readers (anndata) that load a whole file: nothing they allocate can
+    then exceed what the file really stores.
+    """
+    import h5py
+
+    def visit(name: str, node: Any) -> None:
+        if isinstance(node, h5py.Dataset):
+            check_dataset(node, source, node.name)
+            return
+        encoding = node.attrs.get("encoding-type", b"")
+        encoding = encoding.decode("utf-8", "replace") if isinstance(encoding, bytes) \
+            else str(encoding)
+        if encoding in ("csr_matrix", "csc_matrix"):
+            rows, columns = check_dimensions(node.attrs.get("shape"), source, node.name)
+            csr = encoding == "csr_matrix"
+            check_sparse_group(node, rows if csr else columns, columns if csr else rows, source,
+                               "rows" if csr else "columns")
+
+    handle.visititems(visit)
+
+
 # -- text files ---------------------------------------------------------------------
 
 
@@ -218,9 +270,9 @@ def uncompressed_bound(path: str) -> int:
     return size * MAX_EXPANSION if gz else size
 
 
-def first_line(path: str, source: Optional[str] = None,
-               limit: int = MAX_HEADER_BYTES) -> bytes:
+def first_line(path: str, source: Optional[str] = None, limit: Optional[int] = None) -> bytes:
     """The first line of a (maybe gzipped) text file, read with a bounded read."""
+    limit = MAX_HEADER_BYTES if limit is None else limit
     with open(path, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
     opener: Any = gzip.open if gz else open
@@ -236,8 +288,9 @@ def first_line(path: str, source: Optional[str] = None,
 
 
 def check_text_width(path: str, sep: str, source: Optional[str] = None,
-                     limit: int = MAX_TEXT_COLUMNS, what: str = "columns") -> int:
+                     limit: Optional[int] = None, what: str = "columns") -> int:
     """Refuse a delimited table whose header line is absurdly wide, before parsing it."""
+    limit = MAX_TEXT_COLUMNS if limit is None else limit
     line = first_line(path, source)
     n = line.count(sep.encode()) + 1
     if n > limit:
