@@ -53,8 +53,14 @@ _LITERAL_OPCODES = {
 }
 
 
+# Opcodes that bring a callable or class into a pickle (importing a module alone can
+# run code): without one of them, no pickle can call anything.
+_IMPORTING_OPCODES = {"GLOBAL", "STACK_GLOBAL", "INST", "EXT1", "EXT2", "EXT4", "PERSID",
+                      "BINPERSID"}
+
+
 class _NotLiteral(Exception):
-    """A pickle that would import, call or build an object."""
+    """A pickle that would import a module or name a callable."""
 
 
 class _Mark:
@@ -75,8 +81,10 @@ def literal_pickle(raw: bytes) -> Any:
 
     Opcodes are parsed with :func:`pickletools.genops` and evaluated here;
     :mod:`pickle` is never called. Raises ``_NotLiteral`` at the first
-    opcode that would import or call anything, ``ValueError`` when ``raw``
-    is not a pickle at all.
+    opcode that would import anything (as soon as it is parsed: pickle runs
+    opcodes as it reads them, so a broken tail does not make a head safe),
+    ``ValueError`` when ``raw`` is not a pickle of plain data (a plain string
+    that happens to end with ``.``, say).
 
     >>> literal_pickle(b"(lp0\\n(I1\\n(lp1\\nVc1\\np2\\natp3\\na.")
     [(1, ['c1'])]
@@ -86,8 +94,10 @@ def literal_pickle(raw: bytes) -> Any:
     arg: Any
     for opcode, arg, _ in pickletools.genops(raw):
         name = opcode.name
-        if name not in _LITERAL_OPCODES:
+        if name in _IMPORTING_OPCODES:
             raise _NotLiteral(name)
+        if name not in _LITERAL_OPCODES:  # REDUCE, BUILD...: nothing to call without an import
+            raise ValueError(f"not a plain-data pickle ({name})")
         if name in ("PROTO", "FRAME"):
             continue
         if name == "STOP":
@@ -149,6 +159,13 @@ def _refuse(problem: str, source: str) -> InputError:
     return InputError(f"{problem}, {_NOT_LOADED}; {RESAVE_HINT}", source)
 
 
+def _attribute_size(node: Any, name: str) -> int:
+    try:
+        return int(node.attrs.get_id(name).get_storage_size())
+    except RuntimeError:  # HDF5 reports an empty attribute's size as an error
+        return 0
+
+
 def attribute(node: Any, name: str, source: str, default: Any = None) -> Any:
     """The value of an HDF5 attribute as plain Python data, never unpickled.
 
@@ -161,7 +178,12 @@ def attribute(node: Any, name: str, source: str, default: Any = None) -> Any:
         return default
     where = f"attribute '{name}' of {node.name}"
     try:
+        if _attribute_size(node, name) > _MAX_PICKLE_BYTES:
+            raise InputError(f"{where} is larger than {_MAX_PICKLE_BYTES >> 20} MiB; not a "
+                             "pandas HDF file", source)
         value = node.attrs[name]
+    except InputError:
+        raise
     except Exception as exc:  # h5py cannot represent some HDF5 types
         raise InputError(f"{where} cannot be read ({type(exc).__name__}); not a pandas "
                          "HDF file", source) from exc
