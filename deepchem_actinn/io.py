@@ -30,6 +30,7 @@ from deepchem_actinn.validation import (
     check_sparse_group,
     check_sparse_matrix,
     check_text_width,
+    dataset_shape,
     mtx_header,
 )
 
@@ -553,10 +554,7 @@ def _read_10x_matrix(group: Any, source: str) -> Matrix:
     """The counts of a 10x group, their sizes checked before they are read."""
     if "shape" not in group:
         raise InputError(f"10x HDF5 group {group.name} lacks 'shape'", source)
-    shape = group["shape"]
-    if shape.ndim != 1 or shape.shape[0] != 2:
-        raise InputError(f"10x HDF5 'shape' of {group.name} is not two numbers", source)
-    n_genes, n_cells = check_dimensions(shape[()], source)
+    n_genes, n_cells = dataset_shape(group["shape"], source, f"10x HDF5 {group.name}/shape")
     check_sparse_group(group, n_cells, n_genes, source)
     return _csc_to_cells(group["data"][()], group["indices"][()], group["indptr"][()],
                          (n_genes, n_cells), source)

@@ -57,10 +57,11 @@ from deepchem_actinn.io import (
 from deepchem_actinn.preprocessing import ScRNAFeaturizer, gene_sums, normalize_log2
 from deepchem_actinn.sparse import SparseCellDataset, to_torch_csr
 from deepchem_actinn.validation import (
-    check_dimensions,
+    attribute_shape,
     check_indices,
     check_indptr,
     check_sparse_group,
+    dataset_shape,
     one_line_errors,
 )
 
@@ -135,7 +136,7 @@ class ChunkedCounts:
                     names = _strings(v2[field])
                     types = None
                 group = handle[self._group]
-                n_genes, n_cells = check_dimensions(group["shape"][()], self.path)
+                n_genes, n_cells = dataset_shape(group["shape"], self.path)
                 self._barcodes = f"{self._group}/barcodes"
             else:
                 self._group = "X" if layer is None else f"layers/{layer}"
@@ -149,7 +150,7 @@ class ChunkedCounts:
                     raise InputError(f".h5ad {self._group} is not a CSR matrix "
                                      f"({encoding or 'dense'}); streaming needs CSR "
                                      "(adata.X = scipy.sparse.csr_matrix(...))", self.path)
-                n_cells, n_genes = check_dimensions(group.attrs.get("shape"), self.path)
+                n_cells, n_genes = attribute_shape(group, self.path)
                 names = _strings(handle["var"][_index_name(handle["var"])])
                 types = None
                 self._barcodes = "obs/" + _index_name(handle["obs"])

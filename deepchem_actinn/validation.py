@@ -104,6 +104,20 @@ def check_dimensions(shape: Any, source: str, what: str = "matrix") -> Tuple[int
     return int(values[0]), int(values[1])
 
 
+def dataset_shape(node: Any, source: str, what: str = "shape") -> Tuple[int, int]:
+    """A 2-D shape stored as a dataset of two integers (10x ``shape``), checked before reading."""
+    if not hasattr(node, "dtype") or tuple(getattr(node, "shape", ()) or ()) != (2,):
+        raise InputError(f"{what} is not two numbers", source)
+    return check_dimensions(node[()], source, what)
+
+
+def attribute_shape(node: Any, source: str, name: str = "shape") -> Tuple[int, int]:
+    """A 2-D shape stored as an attribute (``.h5ad`` sparse groups), checked before reading."""
+    if name not in node.attrs or tuple(node.attrs.get_id(name).shape or ()) != (2,):
+        raise InputError(f"{node.name} has no '{name}' of two numbers", source)
+    return check_dimensions(node.attrs[name], source, f"{node.name} {name}")
+
+
 def check_dataset(dataset: Any, source: str, what: str) -> int:
     """Refuse an HDF5 dataset whose declared size is impossible or does not fit in memory.
 
@@ -255,7 +269,7 @@ def check_hdf5_sizes(handle: Any, source: str) -> None:
         encoding = encoding.decode("utf-8", "replace") if isinstance(encoding, bytes) \
             else str(encoding)
         if encoding in ("csr_matrix", "csc_matrix"):
-            rows, columns = check_dimensions(node.attrs.get("shape"), source, node.name)
+            rows, columns = attribute_shape(node, source)
             csr = encoding == "csr_matrix"
             check_sparse_group(node, rows if csr else columns, columns if csr else rows, source,
                                "rows" if csr else "columns")

@@ -298,7 +298,7 @@ def _tamper(case, path):
 BROKEN = ["index = n_genes", "index 10^9", "negative index", "decreasing indptr",
           "indptr not from 0", "fewer indices than values", "indptr of 10^12 entries",
           "shape of three numbers"]
-DAMAGED = r"damaged sparse matrix|declares \d+ values|not two numbers|shape .* is not"
+DAMAGED = r"damaged sparse matrix|declares \d+ values|not two numbers"
 
 
 def _broken_10x(case, good, tmp_path):
