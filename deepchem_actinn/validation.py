@@ -43,12 +43,20 @@ def _gib(n: float) -> str:
 
 
 def memory_limit() -> int:
-    """Bytes this process may allocate at most: physical memory, or a lower ulimit."""
+    """Bytes this process may allocate at most: physical memory, or a lower cgroup or ulimit."""
     limit = 1 << 62
     try:
         limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         pass
+    for cgroup in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(cgroup) as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) > 0:
+            limit = min(limit, int(text))
     try:
         import resource
 

@@ -465,6 +465,16 @@ def test_datasets_declaring_more_than_the_file_holds(fmt, good, tmp_path):
     one_line_error(lambda: read_counts(path), path, r"declares \d+ values .* stores only")
 
 
+def test_arrays_larger_than_memory_are_refused_before_reading(good, tmp_path, monkeypatch):
+    from deepchem_actinn import validation
+
+    path = os.fspath(tmp_path / "good.h5")
+    write_10x_h5(good["X"], good["genes"], good["cells"], path)
+    monkeypatch.setattr(validation, "memory_limit", lambda: 100)
+    one_line_error(lambda: read_counts(path), path, r"would need .* more than the .* memory")
+    one_line_error(lambda: ChunkedCounts(path), path, r"would need .* more than the .* memory")
+
+
 # ---------------------------------------------------------------------------
 # 4. Counts beyond float32
 # ---------------------------------------------------------------------------
