@@ -126,6 +126,23 @@ def attribute_shape(node: Any, source: str, name: str = "shape") -> Tuple[int, i
     return check_dimensions(node.attrs[name], source, f"{node.name} {name}")
 
 
+def _check_filters(dataset: Any, source: str, what: str) -> None:
+    """Name a compression filter h5py lacks (PyTables' blosc, bzip2, lzo) before reading."""
+    import h5py
+
+    try:
+        plist = dataset.id.get_create_plist()
+        filters = [plist.get_filter(i) for i in range(plist.get_nfilters())]
+    except Exception:  # no filter pipeline to inspect
+        return
+    for code, _, _, name in filters:
+        if not h5py.h5z.filter_avail(code):
+            label = name.decode("latin-1", "replace") if isinstance(name, bytes) else str(name)
+            raise InputError(f"{what} is compressed with the '{label or code}' filter, which "
+                             "cannot be read here; re-save it with zlib/gzip compression "
+                             "(pandas: complib='zlib', the default)", source)
+
+
 def check_dataset(dataset: Any, source: str, what: str) -> int:
     """Refuse an HDF5 dataset whose declared size is impossible or does not fit in memory.
 
@@ -137,6 +154,7 @@ def check_dataset(dataset: Any, source: str, what: str) -> int:
     """
     if dataset.external or getattr(dataset, "is_virtual", False):
         raise InputError(f"{what} keeps its data in other files, which are not read", source)
+    _check_filters(dataset, source, what)
     shape = tuple(int(n) for n in (dataset.shape or ()))
     n = int(np.prod(shape, dtype=np.float64)) if shape else 1
     itemsize = int(dataset.dtype.itemsize) if dataset.dtype.kind != "O" else 16

@@ -248,6 +248,12 @@ def test_pandas_layouts_read_without_pandas(layout, tmp_path):
     assert matrix.cells.tolist() == [str(c) for c in frame.columns]
 
 
+def test_compression_h5py_cannot_read_is_named(good, tmp_path):
+    path = tmp_path / "blosc.h5"
+    _frame(good).to_hdf(path, key="dge", complevel=5, complib="blosc")
+    one_line_error(lambda: read_counts(path), path, r"'blosc' filter.*complib='zlib'")
+
+
 def test_documented_resave_gives_a_file_that_reads(good, tmp_path):
     """The re-save line the error gives turns object labels into fixed-width strings."""
     frame = _frame(good)
