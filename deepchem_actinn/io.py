@@ -22,6 +22,17 @@ import pandas as pd
 import scipy.sparse as sp
 
 from deepchem_actinn.errors import InputError, MissingDependencyError
+from deepchem_actinn.file_checks import (
+    check_compressed,
+    check_dataset,
+    check_dimensions,
+    check_hdf5_sizes,
+    check_sparse_group,
+    check_sparse_matrix,
+    check_text_width,
+    dataset_shape,
+    mtx_header,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +180,9 @@ def read_pandas_hdf(path: PathLike, key: Optional[str] = None) -> pd.DataFrame:
     """Read the genes x cells DataFrame stored by ``DataFrame.to_hdf``.
 
     The key is ``key`` if given, else ``dge`` (ACTINN's), else the file's only key.
+    The file is parsed with h5py (:mod:`deepchem_actinn.pandas_hdf`), never
+    through pandas/PyTables, which unpickle object-typed data and attributes:
+    files holding pickled objects are refused.
 
     Examples
     --------
@@ -176,33 +190,14 @@ def read_pandas_hdf(path: PathLike, key: Optional[str] = None) -> pd.DataFrame:
     >>> read_pandas_hdf(sample_files().sample_2_counts).shape  # genes x cells
     (1200, 1000)
     """
+    from deepchem_actinn.pandas_hdf import read_frame
+
     name = _check_readable(path)
     if not _is_hdf5(name):
         raise InputError("not an HDF5 file (expected pandas HDF, key 'dge')", name)
-    try:
-        with pd.HDFStore(name, mode="r") as store:
-            keys = [k.lstrip("/") for k in store.keys()]
-            if key is None:
-                if "dge" in keys:
-                    key = "dge"
-                elif len(keys) == 1:
-                    key = keys[0]
-                elif not keys:
-                    raise InputError("HDF5 file holds no pandas DataFrame", name)
-                else:
-                    raise InputError(
-                        f"HDF5 file holds {len(keys)} DataFrames ({', '.join(keys[:5])}); "
-                        "choose one with --key", name)
-            if key not in keys:
-                raise InputError(f"no key '{key}' in HDF5 file (keys: {', '.join(keys)})", name)
-            frame = store[key]
-    except InputError:
-        raise
-    except Exception as exc:  # tables raises many types for damaged files
-        raise InputError(f"cannot read as pandas HDF: {type(exc).__name__}: {exc}", name) from exc
-    if not isinstance(frame, pd.DataFrame):
-        raise InputError(f"key '{key}' holds a {type(frame).__name__}, not a DataFrame", name)
-    return frame
+    stored = read_frame(name, key)
+    return pd.DataFrame(stored.values, index=pd.Index(stored.index),
+                        columns=pd.Index(stored.columns), copy=False)
 
 
 def _is_everything(index: np.ndarray, n: int) -> bool:
@@ -274,6 +269,13 @@ def check_counts(X: Matrix, source: str, allow_non_integer: bool = True) -> Matr
             raise InputError(
                 f"matrix holds {int((values < 0).sum())} negative values; ACTINN needs raw counts",
                 source)
+        if values.dtype.kind == "f" and values.dtype.itemsize > 4:
+            # float32 is what the network sees: larger values would become inf, then NaN.
+            huge = values > np.finfo(np.float32).max
+            if huge.any():
+                raise InputError(f"matrix holds {int(huge.sum())} values beyond the float32 "
+                                 f"range (e.g. {float(values[huge].flat[0]):.3g}); ACTINN needs "
+                                 "raw counts", source)
         fractional = values != np.round(values)
         if fractional.any():
             example = float(np.asarray(values)[fractional].flat[0])
@@ -529,6 +531,8 @@ def string_dataset(node: Any) -> Any:
 def _strings(values: Any) -> List[str]:
     """Decode an HDF5 string dataset (fixed-length bytes or variable-length)."""
     values = string_dataset(values)
+    if hasattr(values, "id") and hasattr(values, "file"):  # an h5py dataset: size first
+        check_dataset(values, values.file.filename, values.name)
     array = np.asarray(values[()] if hasattr(values, "shape") and hasattr(values, "dtype")
                        and not isinstance(values, np.ndarray) else values).ravel()
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in array]
@@ -536,14 +540,24 @@ def _strings(values: Any) -> List[str]:
 
 def _csc_to_cells(data: Any, indices: Any, indptr: Any, shape: Any, source: str) -> Matrix:
     """A genes x cells CSC triplet (10x layout) as a cells x genes CSR matrix."""
-    n_genes, n_cells = int(shape[0]), int(shape[1])
+    n_genes, n_cells = check_dimensions(shape, source)
+    check_compressed(data, indices, indptr, n_cells, n_genes, source)
     try:
         X = sp.csr_matrix((np.asarray(data), np.asarray(indices), np.asarray(indptr)),
                           shape=(n_cells, n_genes))
-        X.check_format(full_check=True)
     except ValueError as exc:
         raise InputError(f"damaged sparse matrix: {exc}", source) from exc
     return X
+
+
+def _read_10x_matrix(group: Any, source: str) -> Matrix:
+    """The counts of a 10x group, their sizes checked before they are read."""
+    if "shape" not in group:
+        raise InputError(f"10x HDF5 group {group.name} lacks 'shape'", source)
+    n_genes, n_cells = dataset_shape(group["shape"], source, f"10x HDF5 {group.name}/shape")
+    check_sparse_group(group, n_cells, n_genes, source)
+    return _csc_to_cells(group["data"][()], group["indices"][()], group["indptr"][()],
+                         (n_genes, n_cells), source)
 
 
 def _keep_gene_expression(X: Matrix, genes: List[str], ids: List[str],
@@ -605,14 +619,14 @@ def load_10x_h5(path: PathLike, genome: Optional[str] = None,
                 names = _strings(group["gene_names"]) if "gene_names" in group else list(ids)
                 ids = ids or list(names)
                 types, genomes, genome = None, None, None
-            X = _csc_to_cells(group["data"][()], group["indices"][()], group["indptr"][()],
-                              group["shape"][()], name)
+            X = _read_10x_matrix(group, name)
             cells = _strings(group["barcodes"])
     except InputError:
         raise
     except Exception as exc:
         raise InputError(f"cannot read 10x HDF5 file: {type(exc).__name__}: {exc}", name) from exc
-    if len(names) != X.shape[1] or len(ids) != X.shape[1] or len(cells) != X.shape[0]:
+    if len(names) != X.shape[1] or len(ids) != X.shape[1] or len(cells) != X.shape[0] or \
+            any(v is not None and len(v) != X.shape[1] for v in (types, genomes)):
         raise InputError(f"10x HDF5 matrix is {X.shape[1]} genes x {X.shape[0]} cells but lists "
                          f"{len(names)} features and {len(cells)} barcodes", name)
     if genome is not None and genomes is not None:
@@ -629,6 +643,7 @@ def load_10x_h5(path: PathLike, genome: Optional[str] = None,
 
 def _read_table_column(path: str, source: str) -> pd.DataFrame:
     _, gz = _sniff(path, 2)
+    check_text_width(path, "\t", source, limit=1000, what="fields")
     try:
         return pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False,
                            compression="gzip" if gz else None, quoting=3)
@@ -671,6 +686,19 @@ def load_mtx(path: PathLike, gene_ids: bool = False) -> StoredCounts:
     head, gz = _sniff(matrix_file, 64)
     if not head.lstrip().startswith(b"%%MatrixMarket"):
         raise InputError("not a Matrix Market file (no %%MatrixMarket header)", matrix_file)
+    # The size line is checked against the file and the name lists before
+    # scipy allocates anything for it (a false claim used to abort the process).
+    _, n_rows, n_columns, _ = mtx_header(matrix_file)
+    features = _read_table_column(features_file, folder)
+    barcodes = _read_table_column(barcodes_file, folder)
+    ids = features.iloc[:, 0].tolist()
+    names = features.iloc[:, 1].tolist() if features.shape[1] > 1 else list(ids)
+    types = features.iloc[:, 2].tolist() if features.shape[1] > 2 else None
+    cells = barcodes.iloc[:, 0].tolist()
+    if (n_rows, n_columns) not in ((len(ids), len(cells)), (len(cells), len(ids))):
+        raise InputError(f"matrix is {n_rows} x {n_columns} but "
+                         f"{os.path.basename(features_file)} lists {len(ids)} genes and "
+                         f"{os.path.basename(barcodes_file)} {len(cells)} cells", folder)
     try:
         opener: Any = gzip.open if gz else open
         with opener(matrix_file, "rb") as handle:
@@ -678,12 +706,6 @@ def load_mtx(path: PathLike, gene_ids: bool = False) -> StoredCounts:
     except Exception as exc:
         raise InputError(f"cannot read Matrix Market file: {type(exc).__name__}: {exc}",
                          matrix_file) from exc
-    features = _read_table_column(features_file, folder)
-    barcodes = _read_table_column(barcodes_file, folder)
-    ids = features.iloc[:, 0].tolist()
-    names = features.iloc[:, 1].tolist() if features.shape[1] > 1 else list(ids)
-    types = features.iloc[:, 2].tolist() if features.shape[1] > 2 else None
-    cells = barcodes.iloc[:, 0].tolist()
     if stored.shape == (len(ids), len(cells)):
         X = sp.csr_matrix(stored.T)
     elif stored.shape == (len(cells), len(ids)):
@@ -711,6 +733,7 @@ def load_text(path: PathLike, cells_as_rows: bool = False,
     if sep is None:
         first = head.decode("utf-8", "replace").splitlines()[0] if head else ""
         sep = "\t" if "\t" in first else ","
+    check_text_width(name, sep, name)  # before pandas allocates per column
     try:
         frame = pd.read_csv(name, sep=sep, index_col=0, dtype={0: str}, low_memory=False,
                             compression="gzip" if gz else None)
@@ -773,6 +796,7 @@ def _anndata_elements(adata: Any, layer: Optional[str], gene_column: Optional[st
         genes = [str(g) for g in column]
     if hasattr(X, "to_memory"):  # backed sparse datasets
         X = X.to_memory()
+    check_sparse_matrix(X, source)  # before scipy indexes with its indices
     X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
     return X, genes, [str(c) for c in adata.obs_names]
 
@@ -820,11 +844,27 @@ def _import_anndata(source: str) -> Any:
     return anndata
 
 
+def _check_h5ad_sizes(name: str) -> None:
+    """Dataset sizes and sparse headers, before anndata reads (and allocates) them all."""
+    import h5py
+
+    if not h5py.is_hdf5(name):
+        return  # anndata's own error names the problem
+    try:
+        with h5py.File(name, "r") as handle:
+            check_hdf5_sizes(handle, name)
+    except InputError:
+        raise
+    except Exception as exc:  # h5py raises several types on damaged files
+        raise InputError(f"cannot read .h5ad: {type(exc).__name__}: {exc}", name) from exc
+
+
 def load_h5ad(path: PathLike, layer: Optional[str] = None,
               gene_column: Optional[str] = None) -> StoredCounts:
     """Load an ``.h5ad`` file (needs the ``anndata`` extra); see :func:`from_anndata`."""
     name = _check_readable(path)
     anndata = _import_anndata(name)
+    _check_h5ad_sizes(name)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="anndata")
         try:

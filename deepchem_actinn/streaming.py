@@ -45,6 +45,14 @@ import scipy.sparse as sp
 import torch
 
 from deepchem_actinn.errors import InputError
+from deepchem_actinn.file_checks import (
+    attribute_shape,
+    check_indices,
+    check_indptr,
+    check_sparse_group,
+    dataset_shape,
+    one_line_errors,
+)
 from deepchem_actinn.io import (
     PathLike,
     _strings,
@@ -96,6 +104,7 @@ class ChunkedCounts:
         its own cells). ``(0, 1)``, the default, is every cell.
     """
 
+    @one_line_errors("10x HDF5 / .h5ad file")
     def __init__(self, path: PathLike, layer: Optional[str] = None,
                  gene_ids: bool = False, genome: Optional[str] = None,
                  part: Tuple[int, int] = (0, 1)) -> None:
@@ -127,7 +136,7 @@ class ChunkedCounts:
                     names = _strings(v2[field])
                     types = None
                 group = handle[self._group]
-                n_genes, n_cells = (int(v) for v in group["shape"][()])
+                n_genes, n_cells = dataset_shape(group["shape"], self.path)
                 self._barcodes = f"{self._group}/barcodes"
             else:
                 self._group = "X" if layer is None else f"layers/{layer}"
@@ -141,15 +150,27 @@ class ChunkedCounts:
                     raise InputError(f".h5ad {self._group} is not a CSR matrix "
                                      f"({encoding or 'dense'}); streaming needs CSR "
                                      "(adata.X = scipy.sparse.csr_matrix(...))", self.path)
-                n_cells, n_genes = (int(v) for v in group.attrs["shape"])
+                n_cells, n_genes = attribute_shape(group, self.path)
                 names = _strings(handle["var"][_index_name(handle["var"])])
                 types = None
                 self._barcodes = "obs/" + _index_name(handle["obs"])
-            self.indptr = np.asarray(group["indptr"][()], dtype=np.int64)
-        if len(self.indptr) != n_cells + 1 or len(names) != n_genes:
-            raise InputError(f"matrix is {n_cells} cells x {n_genes} genes but has "
-                             f"{len(self.indptr) - 1} rows and {len(names)} gene names",
-                             self.path)
+            # Sizes, then the whole pointer, checked once here: each chunk then
+            # only checks its own indices (see read).
+            if len(names) != n_genes:
+                raise InputError(f"matrix is {n_cells} cells x {n_genes} genes but has "
+                                 f"{len(names)} gene names", self.path)
+            check_sparse_group(group, n_cells, n_genes, self.path)
+            indptr = check_indptr(group["indptr"][()], int(group["indices"].shape[0]),
+                                  self.path)
+            self.indptr = np.asarray(indptr, dtype=np.int64)
+            n_ids = len(string_dataset(handle[self._barcodes]))
+            if n_ids != n_cells:
+                raise InputError(f"matrix is {n_cells} cells x {n_genes} genes but has "
+                                 f"{n_ids} cell ids", self.path)
+            for labels in (types, genomes):
+                if labels is not None and len(labels) != n_genes:
+                    raise InputError(f"matrix has {n_genes} genes but {len(labels)} feature "
+                                     "types or genomes", self.path)
         keep = np.ones(n_genes, dtype=bool)
         if types is not None:
             keep &= np.asarray([t == _GENE_EXPRESSION for t in types])
@@ -187,6 +208,7 @@ class ChunkedCounts:
         barcodes = string_dataset(handle[self._barcodes])
         return np.asarray(_strings(barcodes[start:stop]), dtype=object)
 
+    @one_line_errors("10x HDF5 / .h5ad file")
     def read(self, start: int, stop: int, handle: Any = None) -> sp.csr_matrix:
         """Counts of cells ``start`` to ``stop`` as float32 CSR over :attr:`genes`."""
         import h5py
@@ -196,8 +218,8 @@ class ChunkedCounts:
                 return self.read(start, stop, own)
         group = handle[self._group]
         lo, hi = int(self.indptr[start]), int(self.indptr[stop])
-        X = sp.csr_matrix((group["data"][lo:hi], group["indices"][lo:hi],
-                           self.indptr[start:stop + 1] - lo),
+        indices = check_indices(group["indices"][lo:hi], self.n_file_genes, self.path)
+        X = sp.csr_matrix((group["data"][lo:hi], indices, self.indptr[start:stop + 1] - lo),
                           shape=(stop - start, self.n_file_genes))
         if not self._all_columns:
             X = X[:, self.columns]
