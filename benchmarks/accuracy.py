@@ -43,8 +43,8 @@ DATA = os.environ.get("ACTINN_DATA", "/work/shared/data")
 DATA_FOLDERS = ("tm_deepchem_tutorial", "tm_deepchem_samples", "actinn_tm_droplet",
                 "pbmc68k_reduced", "kang_ifnb_ctrl", "kang_ifnb_stim",
                 "zilionis_mouse_lung_immune")
-NETWORK_PRESETS = ("actinn", "robust")
-DEFAULT_METHODS = ("actinn", "robust", "logreg")
+NETWORK_PRESETS = ("actinn", "transfer", "robust")
+DEFAULT_METHODS = ("actinn", "transfer", "logreg")
 N_BINS = 15
 
 

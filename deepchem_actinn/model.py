@@ -129,10 +129,10 @@ def describe_preset(preset: str) -> str:
 def preset_settings(preset: str, **overrides: Any) -> Dict[str, Any]:
     """Every setting of a preset (network, training, gene selection), ``overrides`` applied.
 
-    ``None`` overrides are ignored, so optional arguments can be passed straight through.
-
     >>> preset_settings("robust", epochs=10)["learning_rate"], preset_settings("actinn")["l2"]
     (0.001, 0.005)
+    >>> preset_settings("transfer", class_weight=None)["class_weight"] is None
+    True
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
@@ -141,7 +141,7 @@ def preset_settings(preset: str, **overrides: Any) -> Dict[str, Any]:
     if unknown:
         raise TypeError(f"unknown setting{'s' if len(unknown) > 1 else ''} "
                         f"{', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return {**known, **PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    return {**known, **PRESETS[preset], **overrides}
 
 
 def featurizer_for(preset: str = "actinn", min_gene_overlap: float = 0.1,
@@ -489,7 +489,9 @@ class ACTINNModel(TorchModel):
         if unknown:
             raise TypeError(f"ACTINNModel() got unexpected keyword argument"
                             f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
-        settings = preset_settings(preset, **given, **options)
+        # A named argument left at None means "the preset's value".
+        settings = preset_settings(preset, **{k: v for k, v in given.items() if v is not None},
+                                   **options)
         if featurizer is not None:  # record the gene selection actually used
             settings.update(low_percentile=featurizer.low_percentile,
                             high_percentile=featurizer.high_percentile,
