@@ -92,17 +92,16 @@ GENE_SELECTION_DEFAULTS: Dict[str, Any] = {
 #:
 #: * ``actinn``: the paper's gene filters, network and training, unchanged.
 #: * ``transfer``: the recommended mode, for references applied to other datasets
-#:   (platforms, labs, conditions, species). All genes but the technical ones (no
-#:   percentile filter: the most expressed genes are often a type's markers); a linear
-#:   genes -> types path beside the hidden layers; Adam at 1e-3 for at least 2,000 steps,
-#:   with input dropout 0.5 and four times ACTINN's L2; balanced class weights.
+#:   (platforms, labs, conditions, species). Every expressed gene (no percentile filter:
+#:   the most expressed genes are often a type's markers); a second, linear head (genes ->
+#:   types, fed the genes before input dropout) beside the hidden layers, each head trained
+#:   as a classifier and the call the mean of their logits; Adam at 1e-3 for at least
+#:   2,000 steps, input dropout 0.5 and four times ACTINN's L2.
 #: * ``robust``: the previous cross-dataset preset (Adam at 1e-3, input dropout 0.5).
 PRESETS: Dict[str, Dict[str, Any]] = {
     "actinn": {},
-    "transfer": {"learning_rate": 1e-3, "input_dropout": 0.5, "min_steps": 2000,
-                 "l2": 0.02, "linear_skip": True, "class_weight": "balanced",
-                 "low_percentile": 0.0, "high_percentile": 100.0,
-                 "exclude_genes": TECHNICAL_GENES},
+    "transfer": {"learning_rate": 1e-3, "input_dropout": 0.5, "min_steps": 2000, "l2": 0.02,
+                 "linear_skip": True, "low_percentile": 0.0, "high_percentile": 100.0},
     "robust": {"learning_rate": 1e-3, "input_dropout": 0.5},
 }
 #: The mode ``train_reference`` and ``deepchem-actinn train`` use unless told otherwise;
@@ -215,10 +214,16 @@ class ActinnClassifier(nn.Module):
         seeded model trains the same whatever else used torch's global
         random state; ``None`` draws from the global state.
 
+    linear_skip: bool
+        Add a second head, genes -> types (a multinomial logistic regression),
+        beside the hidden layers. It reads the genes before input dropout;
+        each head is trained as a classifier of its own and the call is the
+        mean of their logits.
+
     Returns from ``forward``: class probabilities ``(B, 1, K)`` (softmax of
-    the logits divided by the calibration temperature), logits
-    ``(B, 1, K)`` and the last hidden layer ``(B, hidden_sizes[-1])``, the
-    shapes DeepChem's classifiers use.
+    the mean logits divided by the calibration temperature), the logits of
+    each head ``(B, heads, K)`` (one head in ACTINN) and the last hidden layer
+    ``(B, hidden_sizes[-1])``, the shapes DeepChem's classifiers use.
 
     Examples
     --------
@@ -248,8 +253,8 @@ class ActinnClassifier(nn.Module):
         for layer in linear[1:]:
             nn.init.xavier_uniform_(layer.weight, generator=generator)
             nn.init.zeros_(layer.bias)
-        # A genes -> types path beside the hidden layers (a multinomial logistic
-        # regression inside the network); zero at first, so training starts as ACTINN.
+        # A second head beside the hidden layers: genes -> types, a multinomial logistic
+        # regression inside the network, fed the genes before input dropout.
         self.skip: Optional[GeneLinear] = None
         if linear_skip:
             self.skip = GeneLinear(sizes[0], sizes[-1], generator)
@@ -260,15 +265,16 @@ class ActinnClassifier(nn.Module):
         return list(self.hidden) + [self.output]
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self._drop_inputs(x)
-        h = x
+        h = self._drop_inputs(x)
         for layer in self.hidden:
             h = F.relu(layer(h))
-        logits = self.output(h)
+        heads = [self.output(h)]
         if self.skip is not None:
-            logits = logits + self.skip(x)
-        probs = F.softmax(logits / self.temperature, dim=-1)
-        return probs.unsqueeze(1), logits.unsqueeze(1), h
+            heads.append(self.skip(x))
+        logits = torch.stack(heads, dim=1)  # (B, heads, K); each head trained as a classifier
+        # The call: the mean of the heads' logits (a product of their probabilities).
+        probs = F.softmax(logits.mean(dim=1) / self.temperature, dim=-1)
+        return probs.unsqueeze(1), logits, h
 
     def dropout_generator(self, device: torch.device) -> Optional[torch.Generator]:
         """The seeded generator of the dropout masks on ``device`` (made on first use)."""
@@ -365,7 +371,8 @@ def _schedule_value(schedule: Any, step: int) -> float:
 
 
 class _SmoothedCrossEntropy(dc.models.losses.Loss):
-    """``SparseSoftmaxCrossEntropy`` with label smoothing (targets ``1 - e`` + ``e / K``)."""
+    """``SparseSoftmaxCrossEntropy`` with label smoothing (targets ``1 - e`` + ``e / K``),
+    averaged over the heads of ``(B, heads, K)`` logits (each head a classifier)."""
 
     def __init__(self, smoothing: float) -> None:
         super().__init__()
@@ -375,9 +382,10 @@ class _SmoothedCrossEntropy(dc.models.losses.Loss):
         ce_loss = nn.CrossEntropyLoss(reduction="none", label_smoothing=self.smoothing)
 
         def loss(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            if len(output.shape) == 3:  # (B, tasks, K) -> (B, K, tasks)
+            if len(output.shape) == 3:  # (B, heads, K) -> (B, K, heads)
                 output = output.permute(0, 2, 1)
-            if len(labels.shape) == len(output.shape):
+                labels = labels.reshape(len(labels), -1)[:, :1].expand(-1, output.shape[2])
+            elif len(labels.shape) == len(output.shape):
                 labels = labels.squeeze(-1)
             return ce_loss(output, labels.long())
 
@@ -436,7 +444,9 @@ class ACTINNModel(TorchModel):
     batch_size: int
         Mini-batch size, 128.
     epochs: int
-        Default number of epochs for :meth:`fit`, 50.
+        Default number of epochs for :meth:`fit`, 50. Given explicitly, it is the
+        training length: a preset's ``min_steps`` no longer raises it (pass
+        ``min_steps`` too to keep a floor).
     input_dropout: float
         Dropout on the input genes (0 in ACTINN).
     preset: str
@@ -490,8 +500,10 @@ class ACTINNModel(TorchModel):
             raise TypeError(f"ACTINNModel() got unexpected keyword argument"
                             f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
         # A named argument left at None means "the preset's value".
-        settings = preset_settings(preset, **{k: v for k, v in given.items() if v is not None},
-                                   **options)
+        given = {k: v for k, v in given.items() if v is not None}
+        if "epochs" in given and "min_steps" not in options:
+            options["min_steps"] = 0  # epochs asked for are the training length, not a floor
+        settings = preset_settings(preset, **given, **options)
         if featurizer is not None:  # record the gene selection actually used
             settings.update(low_percentile=featurizer.low_percentile,
                             high_percentile=featurizer.high_percentile,
@@ -527,7 +539,7 @@ class ACTINNModel(TorchModel):
         smoothing = float(settings["label_smoothing"])
         super().__init__(
             module,
-            loss=_SmoothedCrossEntropy(smoothing) if smoothing > 0
+            loss=_SmoothedCrossEntropy(smoothing) if smoothing > 0 or settings["linear_skip"]
             else dc.models.losses.SparseSoftmaxCrossEntropy(),
             output_types=["prediction", "loss", "embedding"],
             batch_size=int(settings["batch_size"]),
@@ -780,7 +792,7 @@ class ACTINNModel(TorchModel):
         with torch.no_grad():
             for (X_b,), _, _ in self.default_generator(dataset, mode="predict"):
                 x = X_b if isinstance(X_b, torch.Tensor) else torch.as_tensor(X_b)
-                chunks.append(self.model(x.to(self.device))[1][:, 0, :].double().cpu())
+                chunks.append(self.model(x.to(self.device))[1].mean(dim=1).double().cpu())
         z = torch.cat(chunks)[torch.as_tensor(known)] if chunks else torch.zeros(0)
         target = torch.as_tensor(labels[known])
         log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)

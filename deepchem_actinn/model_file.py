@@ -86,7 +86,10 @@ def integer(low: int, high: int = _BIG) -> Check:
     """An integer (not a bool, not a float) in ``[low, high]``."""
     def check(value: Any) -> int:
         if not _is_int(value) or not low <= value <= high:
-            bound = f">= {low}" if high == _BIG else f"in [{low}, {high}]"
+            # int32's cap is a sanity bound: named only to whoever exceeds it.
+            bound = (f">= {low}" if high == _BIG or (high >= 2**31 - 1 and _is_int(value)
+                                                      and value < low)
+                     else f"in [{low}, {high}]")
             raise SchemaError(f"must be an integer {bound}, not {_show(value)}")
         return int(value)
     return check
@@ -201,24 +204,31 @@ def digest(value: Any) -> str:
 #: receives these and nothing else, so a new constructor setting must be added
 #: here (the round-trip test in tests/test_model_schema.py fails until it is).
 #: Missing keys take the constructor's defaults (older model files).
+def ranged(name: str) -> Check:
+    """The check of a numeric setting, from the rule ``ACTINNModel`` itself enforces
+    (:data:`deepchem_actinn.validation.RANGES`): what the constructor refuses, a model
+    file may not hold."""
+    from deepchem_actinn.validation import RANGES
+
+    rule = RANGES[name]
+    if rule.integer:
+        return integer(int(rule.low if rule.low is not None else -_BIG),
+                       int(rule.high) if rule.high is not None else _BIG)
+    return number(-math.inf if rule.low is None else rule.low,
+                  math.inf if rule.high is None else rule.high,
+                  low_open=rule.low_open, high_open=rule.high_open)
+
+
 HYPERPARAMETERS: Dict[str, Check] = {
     "hidden_sizes": integer_list(integer(1, MAX_LAYER_WIDTH), MAX_HIDDEN_LAYERS),
-    "learning_rate": number(0, low_open=True),
-    "decay_rate": number(0, low_open=True),
-    "decay_steps": integer(1),
-    "l2": number(0),
-    "batch_size": integer(1, 2**31 - 1),
-    "epochs": integer(0, 2**31 - 1),
-    "input_dropout": number(0, 1, high_open=True),
-    "min_steps": integer(0),
-    "label_smoothing": number(0, 1),
+    **{name: ranged(name) for name in (
+        "learning_rate", "decay_rate", "decay_steps", "l2", "batch_size", "epochs",
+        "input_dropout", "min_steps", "label_smoothing", "low_percentile", "high_percentile",
+        "seed")},
     "class_weight": one_of(None, "balanced"),
     "linear_skip": boolean,
-    "low_percentile": number(0, 100),
-    "high_percentile": number(0, 100),
     "exclude_genes": gene_pattern,
     "preset": preset,
-    "seed": integer(0, 2**63 - 2),  # numpy wants >= 0; dropout draws from seed + 1
 }
 
 #: The fitted featurizer's state (``ScRNAFeaturizer.to_dict``).
@@ -416,11 +426,13 @@ def _read_bounded(name: str, folder: str, dir_fd: Optional[int], limit: int,
             raise ModelFileError(f"{name} is {info.st_size:,} bytes, more than a model file may "
                                  f"be ({limit:,})", folder)
         try:
-            data = stream.read(limit + 1)
+            # The size it has, plus one byte to see it grow: read(limit) would allocate
+            # the whole limit (gigabytes) up front.
+            data = stream.read(info.st_size + 1)
         except OSError as exc:
             raise ModelFileError(f"cannot read {name} ({exc.strerror})", folder) from None
-    if len(data) > limit:  # it grew while being read
-        raise _Transient(ModelFileError(f"{name} is more than {limit:,} bytes", folder))
+    if len(data) != info.st_size:  # written to while being read: read the pair again
+        raise _Transient(ModelFileError(f"{name} changed while it was read", folder))
     return data
 
 

@@ -205,8 +205,11 @@ def test_many_types_never_need_a_cells_by_types_matrix(tmp_path, monkeypatch, ca
         return peak
 
     model = tmp_path / "model"
-    assert peak_bytes("train", "--train-set", path, "--train-labels", labels, "--model-dir",
-                      model, "--epochs", "1", "--batch-size", "512", "--quiet") < whole / 3
+    train = ("train", "--train-set", path, "--train-labels", labels, "--model-dir", model,
+             "--epochs", "1", "--batch-size", "128", "--quiet")
+    peak_bytes(*train)  # once first: a process's first run makes one-time allocations
+    blocks.clear()
+    assert peak_bytes(*train) < whole / 3
     assert "training accuracy" in capsys.readouterr().out
     assert len(blocks) > 1 and max(blocks) <= budget  # the accuracy line, block by block
     blocks.clear()

@@ -40,6 +40,7 @@ from deepchem_actinn.model import (
 )
 from deepchem_actinn.model_file import HYPERPARAMETERS, network_parameters
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
+from deepchem_actinn.validation import OptionError
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +179,7 @@ CRAFTED = {
     "class_weight other": (edit(setter(HP, "class_weight", "heavy")),
                            r"class_weight: must be one of None, 'balanced', not 'heavy'"),
     "unknown preset": (edit(setter(HP, "preset", "fast")), r"preset: must be one of 'actinn'"),
-    "seed -1": (edit(setter(HP, "seed", -1)), r"seed: must be an integer in \[0, "),
+    "seed -1": (edit(setter(HP, "seed", -1)), r"seed: must be an integer >= 0, not -1"),
     "hidden_sizes a string": (edit(setter(HP, "hidden_sizes", "100")),
                               r"hidden_sizes: must be a list of at most 64 integers"),
     "hidden_sizes 0 wide": (edit(setter(HP, "hidden_sizes", [10, 0])),
@@ -203,7 +204,8 @@ CRAFTED = {
     "target_sum NaN": (edit(setter("featurizer", "target_sum", math.nan)),
                        r"featurizer.target_sum: must be a finite number in \(0, inf\), not nan"),
     "target_sum -1": (edit(setter("featurizer", "target_sum", -1)), r"target_sum: must be a fin"),
-    "percentiles swapped": (edit(setter("featurizer", "low_percentile", 99.5)),
+    "percentiles swapped": (edit(lambda meta: meta["featurizer"].update(low_percentile=60.0,
+                                                                        high_percentile=40.0)),
                             r"low_percentile is above its high_percentile"),
     "featurizer field unknown": (edit(setter("featurizer", "means", [1.0])),
                                  r"featurizer: unknown field 'means'"),
@@ -311,9 +313,11 @@ def test_every_setting_round_trips(saved, tmp_path):
     """What save writes, load accepts: non-default values of every setting."""
     featurizer = ACTINNModel.load(saved["model"]).featurizer
     model = ACTINNModel(len(featurizer.genes_), 3, featurizer=featurizer, hidden_sizes=(),
-                        learning_rate=0.5, decay_rate=1.5, decay_steps=1, l2=0, batch_size=1,
-                        epochs=0, input_dropout=0.25, preset="robust", min_steps=3,
-                        label_smoothing=1.0, class_weight="balanced", seed=2**40,
+                        learning_rate=0.5, decay_rate=0.5, decay_steps=1, l2=0, batch_size=1,
+                        epochs=1, input_dropout=0.25, preset="robust", min_steps=3,
+                        label_smoothing=0.5, class_weight="balanced", seed=2**31,
+                        linear_skip=True, low_percentile=2.0, high_percentile=97.0,
+                        exclude_genes="MT-",
                         classes=["T cell", "B-cell (naive)", "NA"])
     loaded = ACTINNModel.load(model.save(tmp_path / "m"))
     assert loaded.hyperparameters == model.hyperparameters
@@ -448,16 +452,20 @@ def test_files_created_during_the_swap_are_kept(saved, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rate", ["1e10", "inf"])
-def test_diverged_training_is_not_saved(rate, saved, tmp_path, capsys):
+@pytest.mark.parametrize("rate, pattern", [
+    ("1e10", r"error: training diverged: loss became (NaN|infinite) at step \d+; try a lower "
+             r"--learning-rate"),
+    ("inf", r"error: argument --learning-rate: must be a finite number > 0, got inf"),
+])
+def test_diverged_training_is_not_saved(rate, pattern, saved, tmp_path, capsys):
     folder = shutil.copytree(saved["model"], tmp_path / "model")
     previous = digests(folder)
     line = one_line_error(capsys, train_argv(saved["counts"], saved["labels"], folder,
                                              "--learning-rate", rate))
-    assert re.search(r"error: training diverged: loss became (NaN|infinite) at step \d+; try "
-                     r"a lower --learning-rate", line), line
+    assert re.search(pattern, line), line
     assert digests(folder) == previous and os.listdir(tmp_path) == ["model"]
-    with pytest.raises(TrainingError, match=r"training diverged: loss became"):
+    with pytest.raises((TrainingError, OptionError), match=r"training diverged: loss became|"
+                                                           r"learning_rate must be a finite"):
         da.train_reference(saved["counts"], saved["labels"], epochs=2,
                            learning_rate=float(rate))
 

@@ -88,18 +88,17 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert number(r"sample 2, 246 labelled cells: accuracy (\d\.\d+)") > 0.5
     assert "0 set to zero" in printed  # query genes aligned to the model's
     # The two modes on the same cross-platform pair: the faithful model is the one trained above
-    # (0.744 / 0.630); the robust preset is clearly ahead (0.837-0.898 / 0.767-0.840 over torch
-    # global seeds, which its dropout masks depend on).
+    # (0.744 / 0.630); the recommended transfer mode is clearly ahead of it.
     faithful = number(r"faithful ACTINN, sample 2: accuracy (\d\.\d+)")
     assert faithful == number(r"sample 2, 246 labelled cells: accuracy (\d\.\d+)")
-    robust = number(r"robust preset, sample 2: accuracy (\d\.\d+)")
-    assert robust > 0.8 and robust >= faithful + 0.05
-    assert (number(r"robust preset, sample 2: accuracy \d\.\d+, macro-F1 (\d\.\d+)")
+    transfer = number(r"transfer mode, sample 2: accuracy (\d\.\d+)")
+    assert transfer > 0.8 and transfer >= faithful + 0.05
+    assert (number(r"transfer mode, sample 2: accuracy \d\.\d+, macro-F1 (\d\.\d+)")
             > number(r"faithful ACTINN, sample 2: accuracy \d\.\d+, macro-F1 (\d\.\d+)"))
-    assert "preset saved with the model: robust" in printed
+    assert "preset saved with the model: transfer" in printed
     assert images == 2  # the two confusion matrices
     assert (work / "tm_model" / "actinn_model.json").is_file()
     assert (work / "droplet_reference" / "weights.pt").is_file()
-    assert (work / "droplet_robust" / "actinn_model.json").is_file()
+    assert (work / "droplet_transfer" / "actinn_model.json").is_file()
     assert not (tmp_path / "cache").exists()
     assert not (NOTEBOOK.parent / "tm_model").exists()  # nothing written beside it

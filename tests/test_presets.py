@@ -190,17 +190,30 @@ def test_sparse_input_dropout_keeps_zeros_and_scales_the_kept_values():
     assert torch.equal(net._drop_inputs(dense.to_sparse_csr()).to_dense(), dense)
 
 
-def test_linear_skip_adds_a_genes_to_types_path_that_starts_at_zero():
+def test_linear_skip_is_a_second_head_whose_mean_with_the_first_is_the_call():
     plain = ActinnClassifier(8, 3, generator=torch.Generator().manual_seed(0))
-    skip = ActinnClassifier(8, 3, generator=torch.Generator().manual_seed(0), linear_skip=True)
+    skip = ActinnClassifier(8, 3, generator=torch.Generator().manual_seed(0), linear_skip=True,
+                            input_dropout=0.5, dropout_seed=1)
     assert plain.skip is None and tuple(skip.skip.weight.shape) == (8, 3)
     x = torch.rand(4, 8)
-    torch.testing.assert_close(plain(x)[1], skip(x)[1])  # zero at first: ACTINN's start
+    assert tuple(plain(x)[1].shape) == (4, 1, 3) and tuple(skip(x)[1].shape) == (4, 2, 3)
     with torch.no_grad():
         skip.skip.weight[2, 1] = 5.0
-    assert torch.allclose(skip(x)[1][:, 0, 1] - plain(x)[1][:, 0, 1], 5.0 * x[:, 2])
-    sparse = skip(x.to_sparse_csr())[1]
-    torch.testing.assert_close(sparse, skip(x)[1])
+    probs, logits, _ = skip.eval()(x)
+    torch.testing.assert_close(logits[:, 0], plain(x)[1][:, 0])  # the hidden layers' head
+    torch.testing.assert_close(logits[:, 1, 1], 5.0 * x[:, 2])
+    torch.testing.assert_close(probs[:, 0], torch.softmax(logits.mean(dim=1), dim=-1))
+    torch.testing.assert_close(skip(x.to_sparse_csr())[1], logits)
+    skip.train()  # input dropout reaches the hidden layers, never the linear head
+    torch.testing.assert_close(skip(x)[1][:, 1], logits[:, 1])
+    # Each head is trained as a classifier: the loss is the mean of their cross-entropies.
+    model = ACTINNModel(8, 3, linear_skip=True)
+    labels = torch.tensor([[0], [2], [1], [0]])
+    loss = model.loss._create_pytorch_loss()(logits, labels)
+    expected = torch.stack([torch.nn.functional.cross_entropy(logits[:, h], labels[:, 0],
+                                                              reduction="none")
+                            for h in (0, 1)], dim=1)
+    torch.testing.assert_close(loss, expected)
 
 
 def test_unknown_keyword_arguments_are_refused_by_name():
@@ -232,3 +245,24 @@ def test_gene_selection_is_a_setting_of_the_preset_and_is_saved(tmp_path):
     actinn = featurizer_for("actinn")
     assert (actinn.low_percentile, actinn.high_percentile, actinn.exclude_genes) == \
         (1.0, 99.0, None)
+
+
+def test_explicit_epochs_are_the_training_length_unless_min_steps_is_given_too():
+    assert ACTINNModel(10, 3, preset="transfer").settings["min_steps"] == 2000
+    short = ACTINNModel(10, 3, preset="transfer", epochs=2)
+    assert short.settings["min_steps"] == 0 and short.epochs_for(64) == 2
+    floor = ACTINNModel(10, 3, preset="transfer", epochs=2, min_steps=40, batch_size=16)
+    assert floor.epochs_for(64) == 10  # 4 steps an epoch
+
+
+def test_transfer_preset_is_the_default_of_train_reference_and_is_reported(tmp_path):
+    from deepchem_actinn.annotate import annotate
+
+    matrix, labels = _reference()
+    model = train_reference(matrix, labels, epochs=2, device="cpu")
+    assert model.preset == "transfer" and model.model.skip is not None
+    assert model.featurizer.high_percentile == 100.0
+    assert model.featurizer.exclude_genes == TECHNICAL_GENES
+    result = annotate(matrix, model.save(tmp_path / "m"))
+    assert result.preset == "transfer"
+    assert ACTINNModel(10, 3).preset == "actinn"  # the class itself stays the paper's
