@@ -318,8 +318,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         overlap, blocks = prediction_blocks(args.test_set, model, key=args.key,
                                             **_read_options(args))
-    print(f"{PROG}: {overlap.summary()}", file=sys.stderr)
-    print(f"{PROG}: {describe_preset(model.preset)}", file=sys.stderr)
     # Calls and probabilities are written block by block as they are predicted (no cells x
     # classes matrix), into temporaries that replace the old outputs together or not at all.
     targets = [args.output] + ([args.probabilities] if args.probabilities is not None else [])
@@ -343,7 +341,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           temporaries[0], True)
             if args.probabilities is not None:
                 _append_table(pd.DataFrame(columns=classes, index=index), temporaries[1], True)
-    print(f"{PROG}: annotated {sum(counts.values())} cells -> {args.output}")
+    # After the calls, so a file that fails part-way gets its one error line and no other.
+    print(f"{PROG}: {overlap.summary()}", file=sys.stderr)
+    print(f"{PROG}: annotated {sum(counts.values())} cells -> {args.output}; "
+          f"{describe_preset(model.preset)}")
     for name, count in counts.most_common():
         print(f"  {name}\t{count}")
     return 0

@@ -291,14 +291,16 @@ class ActinnClassifier(nn.Module):
         rate = float(self.input_dropout.p)
         if not self.training or rate == 0.0:
             return x
-        if x.layout == torch.sparse_csr:
-            # Dropping a zero changes nothing: masking the stored values is dropout
-            # on the whole row, without densifying the batch.
-            values = x.values()
-            keep = torch.rand(values.shape, generator=self.dropout_generator(x.device),
+        if x.layout == torch.sparse_csr and self.dropout_seed is not None:
+            # Dropping a zero changes nothing, so only the stored values are masked and the
+            # batch stays sparse; the mask is the dense path's (same draws, same model).
+            keep = torch.rand(x.shape, generator=self.dropout_generator(x.device),
                               device=x.device) >= rate
+            rows = torch.repeat_interleave(torch.arange(x.shape[0], device=x.device),
+                                           x.crow_indices().diff())
+            kept = keep[rows, x.col_indices()]
             return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(),
-                                           values * keep / (1.0 - rate), x.shape,
+                                           x.values() * kept / (1.0 - rate), x.shape,
                                            check_invariants=False)  # x's own structure
         if x.layout != torch.strided:
             x = x.to_dense()

@@ -517,7 +517,7 @@ def test_predictions_and_probabilities_are_replaced_together(saved, tmp_path, ca
     monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk_for_probabilities)
     line = one_line_error(capsys, predict_argv(saved["model"], saved["counts"], output)
                           + ["--probabilities", os.fspath(probabilities)])
-    assert line.endswith(f"{probabilities}: cannot write (No space left on device); no output "
+    assert line.endswith(f"{probabilities}: cannot write: No space left on device; nothing "
                          "was replaced"), line
     assert output.read_text() == "old predictions\n"
     assert probabilities.read_text() == "old probabilities\n"

@@ -262,7 +262,7 @@ def test_transfer_preset_is_the_default_of_train_reference_and_is_reported(tmp_p
     model = train_reference(matrix, labels, epochs=2, device="cpu")
     assert model.preset == "transfer" and model.model.skip is not None
     assert model.featurizer.high_percentile == 100.0
-    assert model.featurizer.exclude_genes == TECHNICAL_GENES
+    assert model.featurizer.exclude_genes is None
     result = annotate(matrix, model.save(tmp_path / "m"))
     assert result.preset == "transfer"
     assert ACTINNModel(10, 3).preset == "actinn"  # the class itself stays the paper's
