@@ -321,10 +321,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="print the report of earlier --json files (e.g. runs made in "
                              "parallel) instead of training")
+    parser.add_argument("--markdown", action="store_true",
+                        help="with --merge: also the per-task table as Markdown")
     args = parser.parse_args(argv)
     if args.merge:
         results = _merge(args.merge)
-        _report(results, [m for m in args.methods if all(m in r for r in results.values())])
+        methods = [m for m in args.methods if all(m in r for r in results.values())]
+        _report(results, methods)
+        if args.markdown:
+            _markdown(results, methods)
         return 0
     missing = [d for d in DATA_FOLDERS if not os.path.isdir(_path(d))]
     if missing:
@@ -428,6 +433,20 @@ def _report(results: Dict[str, Dict[str, List[Score]]], methods: List[str]) -> N
     print(f"{'mean fit time':<22}" + "".join(
         f"{per_task(m, 'seconds').mean():>21.1f}s" for m in methods))
     _leave_one_dataset_out(results, methods)
+
+
+def _markdown(results: Dict[str, Dict[str, List[Score]]], methods: List[str]) -> None:
+    """Accuracy / macro-F1 per task and method (mean over seeds), as a Markdown table."""
+    print("\n| task | " + " | ".join(methods) + " |")
+    print("|---|" + "---|" * len(methods))
+    for task, by_method in results.items():
+        print(f"| {task} | " + " | ".join(
+            f"{_mean(by_method[m], 'accuracy'):.3f} / {_mean(by_method[m], 'f1'):.3f}"
+            for m in methods) + " |")
+    print("| **mean** | " + " | ".join(
+        f"{np.mean([_mean(r[m], 'accuracy') for r in results.values()]):.3f} / "
+        f"{np.mean([_mean(r[m], 'f1') for r in results.values()]):.3f}" for m in methods)
+        + " |")
 
 
 def _leave_one_dataset_out(results: Dict[str, Dict[str, List[Score]]],

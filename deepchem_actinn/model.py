@@ -72,11 +72,14 @@ ACTINN_DEFAULTS: Dict[str, Any] = {
 #: ``min_steps``: train at least this many optimizer steps (more epochs on small references).
 #: ``label_smoothing``: cross-entropy against (1 - e) one-hot + e uniform targets.
 #: ``class_weight``: ``None`` or ``"balanced"`` (each type weighs n / (k * n_type)).
+#: ``linear_skip``: a second, linear head beside the hidden layers.
+#: ``linear_l2``: that head's L2 (``None``: the network's ``l2``).
 TRAINING_OPTIONS: Dict[str, Any] = {
     "min_steps": 0,
     "label_smoothing": 0.0,
     "class_weight": None,
     "linear_skip": False,
+    "linear_l2": None,
 }
 
 #: ACTINN's gene selection (:class:`~deepchem_actinn.preprocessing.ScRNAFeaturizer`
@@ -343,14 +346,21 @@ class WeightL2Adam(Adam):
     [(1, 0.005), (1, 0.0)]
     """
 
-    def __init__(self, learning_rate: Any = 1e-4, l2: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, learning_rate: Any = 1e-4, l2: float = 0.0,
+                 other_l2: Optional[Dict[int, float]] = None, **kwargs: Any) -> None:
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.l2 = float(l2)
+        self.other_l2 = dict(other_l2 or {})  # id(weight) -> its own L2 (the linear head's)
 
     def _create_pytorch_optimizer(self, params: Iterable[torch.Tensor]) -> torch.optim.Adam:
         params = list(params)
-        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": self.l2},
-                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+        weights = [p for p in params if p.ndim > 1]
+        groups = [{"params": [p for p in weights if id(p) not in self.other_l2],
+                   "weight_decay": self.l2}]
+        for value in sorted(set(self.other_l2.values())):
+            groups.append({"params": [p for p in weights if self.other_l2.get(id(p)) == value],
+                           "weight_decay": value})
+        groups.append({"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0})
         groups = [group for group in groups if group["params"]]
         lr = (self.learning_rate.initial_rate
               if isinstance(self.learning_rate, LearningRateSchedule) else self.learning_rate)
@@ -547,7 +557,10 @@ class ACTINNModel(TorchModel):
             batch_size=int(settings["batch_size"]),
             # TorchModel ignores learning_rate= when optimizer= is given: the
             # schedule must live inside the optimizer to be applied at all.
-            optimizer=WeightL2Adam(learning_rate=schedule, l2=l2_weight),
+            optimizer=WeightL2Adam(
+                learning_rate=schedule, l2=l2_weight,
+                other_l2=None if module.skip is None or settings["linear_l2"] is None
+                else {id(module.skip.weight): float(settings["linear_l2"])}),
             device=torch.device(device) if isinstance(device, str) else device,
             **kwargs)
         self._shuffle_rng = np.random.default_rng(self.seed)

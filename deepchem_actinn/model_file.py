@@ -227,6 +227,7 @@ HYPERPARAMETERS: Dict[str, Check] = {
         "seed")},
     "class_weight": one_of(None, "balanced"),
     "linear_skip": boolean,
+    "linear_l2": lambda value: None if value is None else ranged("linear_l2")(value),
     "exclude_genes": gene_pattern,
     "preset": preset,
 }

@@ -100,6 +100,7 @@ RANGES = {
     "seed": Range(True, 0, SEED_MAX),
     "learning_rate": Range(False, 0.0, low_open=True),
     "l2": Range(False, 0.0),
+    "linear_l2": Range(False, 0.0),
     "decay_rate": _fraction(low_open=True),
     "threshold": _fraction(),
     "min_overlap": _fraction(),
