@@ -136,31 +136,14 @@ def _progress_callback(total_steps: Optional[int], quiet: bool) -> List[Callable
     return [advance]
 
 
-def _epoch_checkpoints(steps_per_epoch: int) -> Callable:
-    """A fit() callback writing a checkpoint at the end of every epoch.
-
-    DeepChem's ``checkpoint_interval`` saves one step before each multiple;
-    on epoch boundaries a resumed run restarts exactly where this one was.
-    """
-    def save(model: Any, step: int) -> None:
-        if step % steps_per_epoch == 0:
-            model.save_checkpoint(max_checkpoints_to_keep=2)
-
-    return save
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    da = _import_quietly()
-    import numpy as np
-
+    _import_quietly()
     from deepchem_actinn.tuning import reuse_freed_memory
     reuse_freed_memory()  # this process is ours: ~15% faster steps (see tuning.py)
 
-    from deepchem_actinn.annotate import featurize, fit_featurizer, top_calls
-    from deepchem_actinn.data import ScRNALoader
+    from deepchem_actinn.annotate import top_calls
     from deepchem_actinn.errors import InputError
-    from deepchem_actinn.model import ACTINNModel
-    from deepchem_actinn.validation import check_training_classes
+    from deepchem_actinn.train import prepare
 
     for name in (args.train_set, args.train_labels, args.query):
         if name is not None and os.path.abspath(args.model_dir) == os.path.abspath(name):
@@ -174,67 +157,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.joint and args.query is None:
         raise InputError("--joint needs --query FILE", args.train_set)
     if args.out_of_core is not None:
-        return _train_out_of_core(da, args)
-    matrix = da.read_counts(args.train_set, key=args.key, **_read_options(args))
+        return _train_out_of_core(args)
     # Sparse from reading to training: the same model as dense, less memory, faster epochs.
-    dataset = ScRNALoader(sparse=True).create_dataset(matrix, args.train_labels)
-    check_training_classes(dataset.classes, args.train_labels)
-    if dataset.n_classes < 2:
-        raise InputError(f"the labels hold a single cell type ('{dataset.classes[0]}'); "
-                         "ACTINN needs at least two", args.train_labels)
-    library = np.asarray(dataset.X.sum(axis=1)).ravel()
-    if (library == 0).all():
-        raise InputError("every labelled cell has zero counts", args.train_set)
-    if (library == 0).any():
-        warnings.warn(f"{args.train_set}: dropped {int((library == 0).sum())} cells with "
-                      "zero counts", stacklevel=1)
-        dataset = dataset.select(np.flatnonzero(library > 0))
-    valid = None
-    if args.validation_fraction is not None:  # hold out cells of every type, before fitting
-        from deepchem_actinn.data import StratifiedSplitter
-        train_index, valid_index, _ = StratifiedSplitter().split(
-            dataset, 1.0 - args.validation_fraction, args.validation_fraction, 0.0,
-            seed=args.seed)
-        dataset, valid = dataset.select(train_index), dataset.select(valid_index)
-    query = _read_query(da, args) if args.query is not None else None
-    featurizer = fit_featurizer(dataset, args.train_set, query, joint=args.joint,
-                                min_gene_overlap=args.min_overlap, preset=args.preset)
-    features = featurize(featurizer, dataset)
-    model = ACTINNModel(len(featurizer.genes_), dataset.n_classes, preset=args.preset,
-                        classes=dataset.classes, featurizer=featurizer, seed=args.seed,
-                        device=None if args.device == "auto" else args.device,
-                        epochs=args.epochs, batch_size=args.batch_size,
-                        learning_rate=args.learning_rate, model_dir=args.checkpoint_dir)
-    epochs, per_epoch = model.epochs_for(len(features)), model.steps_per_epoch(len(features))
-    if args.resume:  # weights, optimizer, step, LR schedule and shuffling state
-        model.restore(model_dir=args.checkpoint_dir)
-        done = model.get_global_step() // per_epoch
-        epochs = max(model.epochs_for(len(features)) - done, 0)
-        print(f"{PROG}: resumed from step {model.get_global_step()} (epoch {done}); "
-              f"{epochs} epochs left", file=sys.stderr)
-    steps = epochs * per_epoch
+    training = prepare(args.train_set, args.train_labels, key=args.key,
+                       read_options=_read_options(args),
+                       query=_read_query(args) if args.query is not None else None,
+                       joint=args.joint, validation_fraction=args.validation_fraction,
+                       history=args.plots is not None, checkpoint_dir=args.checkpoint_dir,
+                       resume=args.resume, **_training_options(args))
+    model, features = training.model, training.data
+    if args.resume:
+        print(f"{PROG}: resumed from step {model.get_global_step()} (epoch "
+              f"{model.get_global_step() // model.steps_per_epoch(len(features))}); "
+              f"{training.epochs} epochs left", file=sys.stderr)
+    featurizer = model.featurizer
+    assert featurizer is not None and featurizer.genes_ is not None
     print(f"{PROG}: {len(features)} cells, {len(featurizer.genes_)} genes kept of "
-          f"{len(featurizer.input_genes_)}, {dataset.n_classes} types, {model.epochs} epochs "
-          f"({steps} steps)", file=sys.stderr)
-    callbacks = _progress_callback(steps, args.quiet)
-    history = None
-    if args.plots is not None or valid is not None:
-        from deepchem_actinn.history import TrainingHistory
-        history = TrainingHistory(features, None if valid is None else featurize(featurizer, valid))
-        callbacks.append(history)
-    if args.checkpoint_dir is not None:
-        callbacks.append(_epoch_checkpoints(per_epoch))
-    model.fit(features, nb_epoch=epochs, callbacks=callbacks, checkpoint_interval=0)
+          f"{len(featurizer.input_genes_)}, {model.n_classes} types, {model.epochs} epochs "
+          f"({training.steps} steps)", file=sys.stderr)
+    training.fit(_progress_callback(training.steps, args.quiet))
     # Block by block: one class per cell (30k x 30k) must not need a cells x classes matrix.
     train_acc = float((top_calls(model, features.X)[0] == features.y.ravel()).mean())
     model.save(args.model_dir)
     print(f"{PROG}: training accuracy {train_acc:.4f}; model saved to {args.model_dir}")
+    history, valid = training.history, training.valid
     if history is not None and valid is not None and history.valid_accuracy:
         print(f"{PROG}: validation accuracy {history.valid_accuracy[-1]:.4f} "
               f"({len(valid)} held-out cells, not used for training)")
     if history is not None and args.plots is not None:
         _write_training_plots(args.plots, history)
     return 0
+
+
+def _training_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The options every training path takes the same way (``train``, ``--out-of-core``)."""
+    return {"preset": args.preset, "seed": args.seed, "min_gene_overlap": args.min_overlap,
+            "device": None if args.device == "auto" else args.device,
+            "epochs": args.epochs, "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate}
 
 
 #: Options that need the whole file in memory: refused by train --out-of-core and
@@ -245,13 +205,14 @@ _IN_MEMORY_ONLY = {"joint": "--joint", "validation_fraction": "--validation-frac
                    "cells_as_rows": "--cells-as-rows"}
 
 
-def _train_out_of_core(da: Any, args: argparse.Namespace) -> int:
+def _train_out_of_core(args: argparse.Namespace) -> int:
     """train --out-of-core DIR: two streaming passes, shards in DIR, one chunk in memory."""
     import shutil
     import tempfile
 
     from deepchem_actinn.errors import InputError
-    from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts, train_streaming
+    from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts
+    from deepchem_actinn.train import prepare_out_of_core
 
     given = [flag for name, flag in _IN_MEMORY_ONLY.items() if getattr(args, name, None)]
     if given:
@@ -261,23 +222,19 @@ def _train_out_of_core(da: Any, args: argparse.Namespace) -> int:
                          args.out_of_core)
     source = ChunkedCounts(args.train_set, layer=args.layer, gene_ids=args.gene_ids,
                            genome=args.key)
-    restrict = ([str(g) for g in _read_query(da, args).genes] if args.query is not None
-                else None)
+    query = _read_query(args) if args.query is not None else None
     os.makedirs(args.out_of_core, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".actinn-shards-", dir=args.out_of_core)
-    settings = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
-                                  ("learning_rate", args.learning_rate)) if v is not None}
     print(f"{PROG}: streaming {source.n_cells} cells x {len(source.genes)} genes "
           f"({CHUNK_CELLS} at a time; shards in {work})", file=sys.stderr)
     try:
-        model = train_streaming(source, args.train_labels, work, preset=args.preset,
-                                seed=args.seed, restrict_to=restrict,
-                                min_gene_overlap=args.min_overlap,
-                                device=None if args.device == "auto" else args.device,
-                                callbacks=_progress_callback(None, args.quiet), **settings)
+        model = prepare_out_of_core(source, args.train_labels, work, query=query,
+                                    **_training_options(args)
+                                    ).fit(_progress_callback(None, args.quiet))
         model.save(args.model_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # shards are as large as the data
+    assert model.featurizer is not None and model.featurizer.genes_ is not None
     print(f"{PROG}: {model.get_global_step()} steps, {len(model.featurizer.genes_)} genes, "
           f"{model.n_classes} types; model saved to {args.model_dir}")
     return 0
@@ -472,13 +429,13 @@ def _read_options(args: argparse.Namespace) -> dict:
     return {name: value for name, value in options.items() if value}
 
 
-def _read_query(da: Any, args: argparse.Namespace) -> Any:
+def _read_query(args: argparse.Namespace) -> Any:
     """Read --query, auto-detected, with the input options that apply to its format."""
-    from deepchem_actinn.io import FORMAT_OPTIONS, detect_format
+    from deepchem_actinn.io import FORMAT_OPTIONS, detect_format, read_counts
     kind = detect_format(args.query)
     options = {name: value for name, value in _read_options(args).items()
                if name != "format" and kind in FORMAT_OPTIONS[name]}
-    return da.read_counts(args.query, key=args.query_key, **options)
+    return read_counts(args.query, key=args.query_key, **options)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:

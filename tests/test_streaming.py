@@ -23,9 +23,9 @@ from deepchem_actinn.streaming import (
     fit_featurizer_streaming,
     fit_on_shards,
     predict_streaming,
-    train_streaming,
     write_shards,
 )
+from deepchem_actinn.train import train_streaming
 
 # The test file holds an antibody feature, a duplicated gene and unlabelled cells on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::deepchem_actinn.io.CountMatrixWarning")
