@@ -149,7 +149,7 @@ def _predict_file(model: Any, path: str, labels: str, out: Dict[str, Any]) -> in
     """Annotate the whole file chunk by chunk (read + featurise + predict); score it."""
     import pandas as pd
 
-    from deepchem_actinn.streaming import predict_streaming
+    from deepchem_actinn.annotate import predict_streaming
 
     t = time.perf_counter()
     ids, probs = predict_streaming(model, path)

@@ -25,7 +25,7 @@ _EXPORTS = {
     "ScRNAFeaturizer": "preprocessing",
     "CellDataset": "data", "ScRNALoader": "data", "StratifiedSplitter": "data",
     "SparseCellDataset": "sparse", "ShardedCellDataset": "streaming",
-    "train_streaming": "train", "predict_streaming": "streaming",
+    "train_streaming": "train", "predict_streaming": "annotate",
     "PRESETS": "model", "ACTINNModel": "model", "ActinnClassifier": "model",
     "AnnotationResult": "annotate", "annotate": "annotate", "train_reference": "train",
 }
@@ -45,7 +45,7 @@ def __dir__() -> list:
 
 
 if TYPE_CHECKING:  # static checkers see the eager imports
-    from deepchem_actinn.annotate import AnnotationResult, annotate
+    from deepchem_actinn.annotate import AnnotationResult, annotate, predict_streaming
     from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
     from deepchem_actinn.errors import (
         ActinnError,
@@ -68,6 +68,6 @@ if TYPE_CHECKING:  # static checkers see the eager imports
     from deepchem_actinn.model import PRESETS, ActinnClassifier, ACTINNModel
     from deepchem_actinn.preprocessing import ScRNAFeaturizer
     from deepchem_actinn.sparse import SparseCellDataset
-    from deepchem_actinn.streaming import ShardedCellDataset, predict_streaming
+    from deepchem_actinn.streaming import ShardedCellDataset
     from deepchem_actinn.train import train_reference, train_streaming
     from deepchem_actinn.writers import write_counts

@@ -24,10 +24,10 @@ from deepchem_actinn.io import PathLike, _import_anndata, as_count_matrix
 from deepchem_actinn.model import ACTINNModel
 from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning
 from deepchem_actinn.sparse import to_torch_csr
+from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts, chunk_transform
 from deepchem_actinn.train import featurize, train_reference  # noqa: F401  (public here too)
-from deepchem_actinn.validation import check_number
+from deepchem_actinn.validation import UNASSIGNED, check_number
 
-UNASSIGNED = "Unassigned"
 PREDICT_BATCH = 8192
 #: Most probabilities (cells x classes) one prediction block holds: PREDICT_BATCH cells up
 #: to 2,048 classes, fewer cells beyond, so 30,000 classes never need cells x classes.
@@ -350,8 +350,6 @@ def _chunk_blocks(path: str, model: ACTINNModel, chunk_cells: int,
                   layer: Optional[str] = None, gene_ids: bool = False,
                   genome: Optional[str] = None) -> Tuple[GeneOverlap, Blocks]:
     """:func:`prediction_blocks` of a 10x HDF5 / CSR ``.h5ad`` file, one chunk at a time."""
-    from deepchem_actinn.streaming import ChunkedCounts, chunk_transform
-
     assert model.featurizer is not None
     source = ChunkedCounts(path, layer=layer, gene_ids=gene_ids, genome=genome)
     model.featurizer.check_overlap(source.genes, source.path)
@@ -369,6 +367,17 @@ def _chunk_blocks(path: str, model: ACTINNModel, chunk_cells: int,
         _check_empty_cells(n_empty, source.n_cells, source.path)
 
     return model.featurizer.overlap(source.genes), blocks()
+
+
+def predict_streaming(model: Any, counts: PathLike, chunk_cells: int = CHUNK_CELLS
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+    """Class probabilities of every cell of a file, chunk by chunk: ``(ids, probabilities)``.
+
+    ``annotate(counts, model, chunk_cells=...)`` gives the same with names.
+    """
+    result = annotate(os.fspath(counts), model, chunk_cells=chunk_cells)
+    assert result.probabilities is not None  # kept by default
+    return result.cell_ids, result.probabilities
 
 
 class _CallableModule(types.ModuleType):

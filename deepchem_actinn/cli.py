@@ -9,31 +9,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
-import logging
 import os
 import sys
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from deepchem_actinn.validation import option_type  # light: no DeepChem
+
 PROG = "deepchem-actinn"
 
 
 def _import_quietly() -> Any:
-    """Import the package with DeepChem's ~17 import-time messages hidden."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        previous = logging.root.manager.disable
-        logging.disable(logging.WARNING)
-        try:
-            import deepchem_actinn
-            import deepchem_actinn.annotate  # noqa: F401  (loads DeepChem)
-        finally:
-            logging.disable(previous)
-    logging.getLogger("deepchem").setLevel(logging.ERROR)
-    return deepchem_actinn
+    from deepchem_actinn.quiet import import_quietly
+    return import_quietly()
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int,
@@ -306,97 +294,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_predictions(path: str) -> Any:
-    """Read a predictions TSV written by ``predict`` (``cell_id``, ``cell_type``, ...)."""
-    import pandas as pd
-
-    from deepchem_actinn.errors import InputError
-    if not os.path.isfile(path):
-        raise InputError("file not found", path)
-    try:
-        # No missing-value words: a type named NA, nan, None or null is a name here.
-        frame = pd.read_csv(path, sep="\t", dtype={"cell_id": str, "cell_type": str},
-                            keep_default_na=False, na_filter=False)
-    except Exception as exc:
-        raise InputError(f"cannot read predictions TSV: {exc}", path) from exc
-    if not {"cell_id", "cell_type"} <= set(frame.columns):
-        raise InputError("predictions need columns cell_id and cell_type (written by "
-                         "'deepchem-actinn predict')", path)
-    if frame["cell_id"].duplicated().any():
-        raise InputError("predictions hold duplicate cell ids", path)
-    empty = frame["cell_type"].str.strip() == ""
-    if empty.any():
-        raise InputError(f"{int(empty.sum())} predictions have an empty cell_type (e.g. cell "
-                         f"{frame['cell_id'][empty].iloc[0]})", path)
-    return frame.set_index("cell_id")
-
-
-def evaluation_report(predicted_names: Any, true_names: Any,
-                      unassigned: str = "Unassigned") -> dict:
-    """Accuracy, macro-F1, coverage and per-class precision/recall/F1 of called types.
-
-    Examples
-    --------
-    >>> report = evaluation_report(["B", "T", "Unassigned", "T"], ["B", "T", "T", "B"])
-    >>> report["accuracy"], report["coverage"], round(report["assigned_accuracy"], 3)
-    (0.5, 0.75, 0.667)
-    >>> report["per_class"]["support"].tolist()
-    [2, 2]
-    """
-    import numpy as np
-    import pandas as pd
-    predicted = np.asarray(predicted_names, dtype=object)
-    truth = np.asarray(true_names, dtype=object)
-    assigned = predicted != unassigned
-    classes = pd.Index(sorted(set(truth)), name="cell_type")
-    # Per-class counts, as scikit-learn derives them, without a classes x classes matrix.
-    support = pd.Series(truth).value_counts().reindex(classes).to_numpy(dtype=np.int64)
-    called = pd.Series(predicted).value_counts().reindex(classes, fill_value=0).to_numpy()
-    hits = pd.Series(truth[predicted == truth]).value_counts().reindex(
-        classes, fill_value=0).to_numpy()
-    precision = np.divide(hits, called, out=np.zeros(len(classes)), where=called > 0)
-    recall = np.divide(hits, support, out=np.zeros(len(classes)), where=support > 0)
-    f1 = np.divide(2 * hits, support + called, out=np.zeros(len(classes)),
-                   where=support + called > 0)
-    table = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
-                          "support": support}, index=classes)
-    return {
-        "n_cells": int(len(truth)),
-        "accuracy": float((predicted == truth).mean()),
-        "macro_f1": float(np.mean(f1)) if len(f1) else 0.0,
-        "coverage": float(assigned.mean()),
-        "assigned_accuracy": float((predicted[assigned] == truth[assigned]).mean())
-        if assigned.any() else float("nan"),
-        "per_class": table,
-    }
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    da = _import_quietly()
-    from deepchem_actinn.annotate import UNASSIGNED
-    from deepchem_actinn.errors import InputError
+    _import_quietly()
+    from deepchem_actinn.evaluation import evaluation_report, score_predictions
     _check_plots_dir(args.plots)
-    predictions = read_predictions(args.predictions)
-    labels = da.read_labels(args.labels)
-    shared = predictions.index.intersection(labels.index)
-    if len(shared) == 0:
-        raise InputError(f"no predicted cell id matches a label id in {args.labels}",
-                         args.predictions)
-    if len(shared) < len(predictions):
-        warnings.warn(f"{len(predictions) - len(shared)} of {len(predictions)} predicted cells "
-                      f"have no label in {args.labels}; scored the {len(shared)} labelled",
-                      stacklevel=1)
-    # A true label 'Unassigned' is no cell type: it would pass for a correct abstention.
-    abstained = labels.loc[shared] == UNASSIGNED
-    if abstained.all():
-        raise InputError(f"every scored cell is labelled '{UNASSIGNED}' (no cell type)",
-                         args.labels)
-    if abstained.any():
-        warnings.warn(f"{args.labels}: {int(abstained.sum())} cells labelled '{UNASSIGNED}' "
-                      "have no cell type to score; left out", stacklevel=1)
-        shared = shared[~abstained.to_numpy()]
-    truth = labels.loc[shared].to_numpy()
-    predicted = predictions.loc[shared, "cell_type"].to_numpy()
+    truth, predicted = score_predictions(args.predictions, args.labels)
     if args.plots is not None:  # before any output: too many types to draw is refused
         from deepchem_actinn.plots import check_plot_types
         check_plot_types(len(set(truth) | set(predicted)),
@@ -532,20 +434,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         self.exit(2, f"{PROG}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
-
-
-def option_type(name: str) -> Callable[[str], Any]:
-    """An argparse ``type`` parsing a number and checking it with the rule of ``name``
-    (:data:`deepchem_actinn.validation.RANGES`), the rule the Python API applies too."""
-    def parse(text: str) -> Any:
-        from deepchem_actinn.validation import OptionError, parse_number
-        try:
-            return parse_number(name, text)
-        except OptionError as error:
-            raise argparse.ArgumentTypeError(error.requirement) from None
-
-    parse.__name__ = name
-    return parse
 
 
 def _device(text: str) -> str:

@@ -245,7 +245,7 @@ def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point for ``torchrun ... -m deepchem_actinn.distributed``."""
-    from deepchem_actinn.cli import option_type
+    from deepchem_actinn.validation import option_type
 
     parser = argparse.ArgumentParser(prog="torchrun ... -m deepchem_actinn.distributed",
                                      description="Train ACTINN with DistributedDataParallel")
@@ -269,10 +269,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--work-dir", help="where each rank writes its shards of a streamed "
                         "10x / .h5ad file (default: beside --model-dir); removed at the end")
     args = parser.parse_args(argv)
-    from deepchem_actinn.cli import _import_quietly
+    from deepchem_actinn.quiet import import_quietly
     from deepchem_actinn.tuning import reuse_freed_memory
 
-    _import_quietly()  # DeepChem's import-time messages, once per rank
+    import_quietly()  # DeepChem's import-time messages, once per rank
     reuse_freed_memory()
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     if "RANK" not in os.environ:  # plain `python -m`: a world of one

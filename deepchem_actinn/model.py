@@ -43,120 +43,31 @@ from deepchem_actinn import model_file
 from deepchem_actinn.atomic import replace_directory, staging_folder
 from deepchem_actinn.errors import ModelFileError, OutputError, TrainingError
 from deepchem_actinn.io import Names
-from deepchem_actinn.preprocessing import TECHNICAL_GENES, ScRNAFeaturizer
+from deepchem_actinn.model_file import (  # noqa: F401  (the file format, named here too)
+    MODEL_FILE,
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    WEIGHTS_FILE,
+    _metadata_digest,
+)
+from deepchem_actinn.preprocessing import ScRNAFeaturizer
+from deepchem_actinn.presets import (  # noqa: F401  (presets, importable from here as before)
+    ACTINN_DEFAULTS,
+    DEFAULT_PRESET,
+    GENE_SELECTION_DEFAULTS,
+    PRESETS,
+    TRAINING_OPTIONS,
+    describe_preset,
+    featurizer_for,
+    preset_settings,
+)
 from deepchem_actinn.sparse import sparse_linear, to_torch_csr
 from deepchem_actinn.validation import check_model_arguments
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "actinn_model.json"
-WEIGHTS_FILE = "weights.pt"
-MODEL_FORMAT = "deepchem_actinn.model"
-MODEL_FORMAT_VERSION = 2
 # Version 1 stored the gene layer's weight as units x genes (nn.Linear's layout).
 _GENE_MAJOR_SINCE = 2
-
-#: Hyper-parameters of the original ACTINN (the default preset).
-ACTINN_DEFAULTS: Dict[str, Any] = {
-    "hidden_sizes": (100, 50, 25),
-    "learning_rate": 1e-4,
-    "decay_rate": 0.95,
-    "decay_steps": 1000,
-    "l2": 0.005,
-    "batch_size": 128,
-    "epochs": 50,
-    "input_dropout": 0.0,
-}
-
-#: Training options beyond ACTINN; these values switch them off (ACTINN's behaviour).
-#: ``min_steps``: train at least this many optimizer steps (more epochs on small references).
-#: ``label_smoothing``: cross-entropy against (1 - e) one-hot + e uniform targets.
-#: ``class_weight``: ``None`` or ``"balanced"`` (each type weighs n / (k * n_type)).
-TRAINING_OPTIONS: Dict[str, Any] = {
-    "min_steps": 0,
-    "label_smoothing": 0.0,
-    "class_weight": None,
-    "linear_skip": False,
-}
-
-#: ACTINN's gene selection (:class:`~deepchem_actinn.preprocessing.ScRNAFeaturizer`
-#: settings): genes outside the 1st-99th percentiles of total expression, then of
-#: coefficient of variation, are dropped; no gene is excluded by name.
-GENE_SELECTION_DEFAULTS: Dict[str, Any] = {
-    "low_percentile": 1.0,
-    "high_percentile": 99.0,
-    "exclude_genes": None,
-}
-
-#: Named settings (see benchmarks/ACCURACY.md for the evidence behind each):
-#:
-#: * ``actinn``: the paper's gene filters, network and training, unchanged.
-#: * ``transfer``: the recommended mode, for references applied to other datasets
-#:   (platforms, labs, conditions, species). All genes but the technical ones (no
-#:   percentile filter: the most expressed genes are often a type's markers); a linear
-#:   genes -> types path beside the hidden layers; Adam at 1e-3 for at least 2,000 steps,
-#:   with input dropout 0.5 and four times ACTINN's L2; balanced class weights.
-#: * ``robust``: the previous cross-dataset preset (Adam at 1e-3, input dropout 0.5).
-PRESETS: Dict[str, Dict[str, Any]] = {
-    "actinn": {},
-    "transfer": {"learning_rate": 1e-3, "input_dropout": 0.5, "min_steps": 2000,
-                 "l2": 0.02, "linear_skip": True, "class_weight": "balanced",
-                 "low_percentile": 0.0, "high_percentile": 100.0,
-                 "exclude_genes": TECHNICAL_GENES},
-    "robust": {"learning_rate": 1e-3, "input_dropout": 0.5},
-}
-#: The mode ``train_reference`` and ``deepchem-actinn train`` use unless told otherwise;
-#: ``ACTINNModel`` itself defaults to the paper's ``"actinn"``.
-DEFAULT_PRESET = "transfer"
-
-_PRESET_SUMMARIES = {
-    "actinn": "the paper's ACTINN training",
-    "transfer": "the recommended mode for annotating other datasets",
-    "robust": "ACTINN at a 10x learning rate with input dropout",
-}
-
-
-def describe_preset(preset: str) -> str:
-    """One line naming the mode a model was trained in.
-
-    >>> describe_preset("actinn")
-    "model trained with preset 'actinn' (the paper's ACTINN training)"
-    """
-    summary = _PRESET_SUMMARIES.get(preset)
-    return f"model trained with preset '{preset}'" + (f" ({summary})" if summary else "")
-
-
-def preset_settings(preset: str, **overrides: Any) -> Dict[str, Any]:
-    """Every setting of a preset (network, training, gene selection), ``overrides`` applied.
-
-    ``None`` overrides are ignored, so optional arguments can be passed straight through.
-
-    >>> preset_settings("robust", epochs=10)["learning_rate"], preset_settings("actinn")["l2"]
-    (0.001, 0.005)
-    """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
-    known = {**ACTINN_DEFAULTS, **TRAINING_OPTIONS, **GENE_SELECTION_DEFAULTS}
-    unknown = sorted(set(overrides) - set(known))
-    if unknown:
-        raise TypeError(f"unknown setting{'s' if len(unknown) > 1 else ''} "
-                        f"{', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return {**known, **PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
-
-
-def featurizer_for(preset: str = "actinn", min_gene_overlap: float = 0.1,
-                   **overrides: Any) -> ScRNAFeaturizer:
-    """An unfitted :class:`ScRNAFeaturizer` with a preset's gene selection.
-
-    >>> featurizer_for("actinn").high_percentile
-    99.0
-    """
-    settings = preset_settings(preset, **overrides)
-    return ScRNAFeaturizer(low_percentile=float(settings["low_percentile"]),
-                           high_percentile=float(settings["high_percentile"]),
-                           exclude_genes=settings["exclude_genes"],
-                           min_gene_overlap=min_gene_overlap)
-
 
 #: Keyword arguments ACTINNModel passes on to ``dc.models.TorchModel``; any other is a
 #: mistake (a misspelt setting would otherwise vanish into DeepChem's ``**kwargs``).
@@ -948,13 +859,6 @@ def _load_tensors(path: str, device: Any) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.load(path, map_location=device, weights_only=True)
-
-
-def _metadata_digest(meta: Dict[str, Any]) -> str:
-    """SHA-256 of the metadata as canonical JSON, without its own digest field."""
-    body = {k: v for k, v in meta.items() if k != "metadata_sha256"}
-    canonical = json.dumps(json.loads(json.dumps(body)), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _sha256(path: str) -> str:

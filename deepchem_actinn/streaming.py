@@ -18,7 +18,8 @@ Training (:func:`fit_on_shards`, or ``model.fit(shards)``) then shuffles
 twice every epoch: a fresh random order of shards, and a fresh permutation
 of the cells of each window of ``buffer_shards`` shards. Peak memory is one
 window, whatever the number of cells. :func:`deepchem_actinn.train.train_streaming`
-runs the whole pipeline; :func:`predict_streaming` annotates a file chunk by chunk.
+runs the whole pipeline; :func:`deepchem_actinn.annotate.predict_streaming` annotates a
+file chunk by chunk.
 
 Command line::
 
@@ -661,16 +662,3 @@ def chunk_transform(featurizer: ScRNAFeaturizer, genes: np.ndarray) -> Any:
         return out
 
     return transform
-
-
-def predict_streaming(model: Any, counts: PathLike, chunk_cells: int = CHUNK_CELLS
-                      ) -> Tuple[np.ndarray, np.ndarray]:
-    """Class probabilities of every cell of a file, chunk by chunk: ``(ids, probabilities)``.
-
-    ``annotate(counts, model, chunk_cells=...)`` gives the same with names.
-    """
-    from deepchem_actinn.annotate import annotate
-
-    result = annotate(os.fspath(counts), model, chunk_cells=chunk_cells)
-    assert result.probabilities is not None  # kept by default
-    return result.cell_ids, result.probabilities

@@ -25,6 +25,7 @@ import deepchem_actinn.annotate as annotate_module
 from deepchem_actinn import cli
 from deepchem_actinn.atomic import atomic_file, atomic_files
 from deepchem_actinn.errors import OutputError
+from deepchem_actinn.evaluation import evaluation_report
 from deepchem_actinn.model import ActinnClassifier, ACTINNModel
 from deepchem_actinn.validation import OptionError
 
@@ -246,7 +247,7 @@ def test_evaluation_report_matches_scikit_learn():
     truth = rng.choice(types[:30], size=2000)
     predicted = np.where(rng.random(2000) < 0.5, truth, rng.choice(types + ["Unassigned"],
                                                                     size=2000))
-    report = cli.evaluation_report(predicted, truth)
+    report = evaluation_report(predicted, truth)
     classes = sorted(set(truth))
     precision, recall, f1, support = precision_recall_fscore_support(
         truth, predicted, labels=classes, zero_division=0)

@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from deepchem_actinn import cli
-from deepchem_actinn.annotate import annotate, featurize
+from deepchem_actinn.annotate import annotate, featurize, predict_streaming
 from deepchem_actinn.data import ScRNALoader
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.io import read_counts, read_labels
@@ -22,7 +22,6 @@ from deepchem_actinn.streaming import (
     chunk_transform,
     fit_featurizer_streaming,
     fit_on_shards,
-    predict_streaming,
     write_shards,
 )
 from deepchem_actinn.train import train_streaming
