@@ -25,9 +25,9 @@ _EXPORTS = {
     "ScRNAFeaturizer": "preprocessing",
     "CellDataset": "data", "ScRNALoader": "data", "StratifiedSplitter": "data",
     "SparseCellDataset": "sparse", "ShardedCellDataset": "streaming",
-    "train_streaming": "train", "predict_streaming": "annotate",
+    "train_streaming": "train", "predict_streaming": "annotation",
     "PRESETS": "model", "ACTINNModel": "model", "ActinnClassifier": "model",
-    "AnnotationResult": "annotate", "annotate": "annotate", "train_reference": "train",
+    "AnnotationResult": "annotation", "annotate": "annotation", "train_reference": "train",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -45,7 +45,7 @@ def __dir__() -> list:
 
 
 if TYPE_CHECKING:  # static checkers see the eager imports
-    from deepchem_actinn.annotate import AnnotationResult, annotate, predict_streaming
+    from deepchem_actinn.annotation import AnnotationResult, annotate, predict_streaming
     from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
     from deepchem_actinn.errors import (
         ActinnError,

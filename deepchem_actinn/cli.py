@@ -129,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from deepchem_actinn.tuning import reuse_freed_memory
     reuse_freed_memory()  # this process is ours: ~15% faster steps (see tuning.py)
 
-    from deepchem_actinn.annotate import top_calls
+    from deepchem_actinn.annotation import top_calls
     from deepchem_actinn.errors import InputError
     from deepchem_actinn.train import prepare
 
@@ -242,7 +242,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from deepchem_actinn.annotate import calls, prediction_blocks
+    from deepchem_actinn.annotation import calls, prediction_blocks
     from deepchem_actinn.atomic import atomic_files
     from deepchem_actinn.errors import InputError
     from deepchem_actinn.model import describe_preset

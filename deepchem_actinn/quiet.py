@@ -24,7 +24,7 @@ def import_quietly() -> Any:
         logging.disable(logging.WARNING)
         try:
             import deepchem_actinn
-            import deepchem_actinn.annotate  # noqa: F401  (loads DeepChem)
+            import deepchem_actinn.annotation  # noqa: F401  (loads DeepChem)
         finally:
             logging.disable(previous)
     logging.getLogger("deepchem").setLevel(logging.ERROR)

@@ -18,7 +18,7 @@ Training (:func:`fit_on_shards`, or ``model.fit(shards)``) then shuffles
 twice every epoch: a fresh random order of shards, and a fresh permutation
 of the cells of each window of ``buffer_shards`` shards. Peak memory is one
 window, whatever the number of cells. :func:`deepchem_actinn.train.train_streaming`
-runs the whole pipeline; :func:`deepchem_actinn.annotate.predict_streaming` annotates a
+runs the whole pipeline; :func:`deepchem_actinn.annotation.predict_streaming` annotates a
 file chunk by chunk.
 
 Command line::

@@ -2,7 +2,7 @@
 
 One rule per argument name (:data:`RANGES`): the CLI's option types and the
 Python functions (:class:`~deepchem_actinn.model.ACTINNModel`,
-:func:`~deepchem_actinn.annotate.annotate`) refuse the same values with the
+:func:`~deepchem_actinn.annotation.annotate`) refuse the same values with the
 same one-line :class:`OptionError`.
 
 >>> check_number("epochs", 3)

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from conftest import write_counts, write_labels
 
-from deepchem_actinn.annotate import annotate, train_reference
+from deepchem_actinn.annotation import annotate
 from deepchem_actinn.data import ScRNALoader, StratifiedSplitter
 from deepchem_actinn.io import read_counts, read_labels
 from deepchem_actinn.model import ACTINNModel
 from deepchem_actinn.streaming import rank_rows
+from deepchem_actinn.train import train_reference
 
 EPOCHS = 10
 

@@ -98,3 +98,19 @@ def test_no_library_module_imports_an_entry_point():
 def test_cycle_finder_finds_a_cycle():
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert cycle({"a": {"b"}, "b": set()}) == []
+
+
+def test_annotate_is_the_function_with_its_signature():
+    import inspect
+    import pydoc
+
+    import deepchem_actinn as da
+    import deepchem_actinn.annotation  # noqa: F401  (binding the module shadows nothing)
+    from deepchem_actinn import AnnotationResult, annotate, train_reference
+
+    assert inspect.isfunction(da.annotate) and da.annotate is annotate
+    assert list(inspect.signature(da.annotate).parameters)[:4] == ["data", "model", "threshold",
+                                                                   "key"]
+    assert "Call cell types with a trained reference" in pydoc.render_doc(da.annotate)
+    assert list(inspect.signature(train_reference).parameters)[:2] == ["counts", "labels"]
+    assert AnnotationResult.__module__ == "deepchem_actinn.annotation"

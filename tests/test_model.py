@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from deepchem_actinn.annotate import featurize
 from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
 from deepchem_actinn.errors import ModelFileError
 from deepchem_actinn.model import ACTINN_DEFAULTS, ActinnClassifier, ACTINNModel
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
+from deepchem_actinn.train import featurize
 
 FAST = {"learning_rate": 1e-3, "batch_size": 32}
 

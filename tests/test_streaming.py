@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from deepchem_actinn import cli
-from deepchem_actinn.annotate import annotate, featurize, predict_streaming
+from deepchem_actinn.annotation import annotate, predict_streaming
 from deepchem_actinn.data import ScRNALoader
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.io import read_counts, read_labels
@@ -24,7 +24,7 @@ from deepchem_actinn.streaming import (
     fit_on_shards,
     write_shards,
 )
-from deepchem_actinn.train import train_streaming
+from deepchem_actinn.train import featurize, train_streaming
 
 # The test file holds an antibody feature, a duplicated gene and unlabelled cells on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::deepchem_actinn.io.CountMatrixWarning")

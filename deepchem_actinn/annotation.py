@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import os
-import sys
-import types
 import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Tuple, Union
@@ -25,7 +23,6 @@ from deepchem_actinn.model import ACTINNModel
 from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning
 from deepchem_actinn.sparse import to_torch_csr
 from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts, chunk_transform
-from deepchem_actinn.train import featurize, train_reference  # noqa: F401  (public here too)
 from deepchem_actinn.validation import UNASSIGNED, check_number
 
 PREDICT_BATCH = 8192
@@ -54,6 +51,7 @@ class AnnotationResult:
     Examples
     --------
     >>> import numpy as np, pandas as pd
+    >>> from deepchem_actinn.train import train_reference
     >>> rng = np.random.default_rng(0)
     >>> counts = pd.DataFrame(rng.poisson(5, size=(300, 40)),  # genes x cells
     ...                       index=[f"g{i}" for i in range(300)],
@@ -297,6 +295,7 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
     >>> import os, tempfile
     >>> from deepchem_actinn.datasets import sample_files
     >>> files = sample_files()
+    >>> from deepchem_actinn.train import train_reference
     >>> model = train_reference(files.sample_1_counts, files.sample_1_labels, epochs=1)
     >>> folder = model.save(os.path.join(tempfile.mkdtemp(), "reference"))
     >>> result = annotate(files.sample_2_counts, folder, threshold=0.5)  # a saved reference
@@ -378,19 +377,3 @@ def predict_streaming(model: Any, counts: PathLike, chunk_cells: int = CHUNK_CEL
     result = annotate(os.fspath(counts), model, chunk_cells=chunk_cells)
     assert result.probabilities is not None  # kept by default
     return result.cell_ids, result.probabilities
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`annotate`.
-
-    ``deepchem_actinn`` imports lazily (so the CLI can hide DeepChem's import
-    messages), and Python binds ``deepchem_actinn.annotate`` to this module
-    when it is first imported; being callable keeps ``da.annotate(...)``
-    working whichever was imported first.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> AnnotationResult:
-        return annotate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
