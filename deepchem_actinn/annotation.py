@@ -14,21 +14,13 @@ from typing import Any, Iterator, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-import torch
 
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.io import PathLike, _import_anndata, as_count_matrix
 from deepchem_actinn.model import ACTINNModel
 from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning
-from deepchem_actinn.sparse import to_torch_csr
 from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts, chunk_transform
 from deepchem_actinn.validation import UNASSIGNED, check_number
-
-PREDICT_BATCH = 8192
-#: Most probabilities (cells x classes) one prediction block holds: PREDICT_BATCH cells up
-#: to 2,048 classes, fewer cells beyond, so 30,000 classes never need cells x classes.
-PREDICT_VALUES = 1 << 24
 
 
 @dataclass
@@ -143,36 +135,10 @@ class AnnotationResult:
         return adata
 
 
-def predict_rows(n_classes: int) -> int:
-    """Cells per prediction block: at most :data:`PREDICT_VALUES` probabilities each."""
-    return max(1, min(PREDICT_BATCH, PREDICT_VALUES // max(int(n_classes), 1)))
-
-
-def predict_blocks(model: ACTINNModel, X: Any) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """Probabilities and embedding of featurised cells, one block of cells at a time.
-
-    A block holds :func:`predict_rows` cells, so memory is bounded whatever the
-    numbers of cells and classes.
-    """
-    module = model.model
-    module.eval()
-    for start in range(0, X.shape[0], predict_rows(model.n_classes)):
-        # Every input takes the same (sparse) path, in canonical CSR form, so a
-        # query gets bit-identical calls whichever format it was read from (dense
-        # BLAS and the sparse first layer sum in different orders).
-        block = sp.csr_matrix(X[start:start + predict_rows(model.n_classes)],
-                              dtype=np.float32)
-        block.sum_duplicates()  # sorted column indices within each cell
-        block.eliminate_zeros()
-        with torch.no_grad():  # per block: a suspended generator must not hold it
-            p, _, h = module(to_torch_csr(block, model.device))
-        yield p[:, 0, :].cpu().numpy(), h.cpu().numpy()
-
-
 def predict_outputs(model: ACTINNModel, X: Any) -> tuple:
     """Probabilities and embedding of featurised cells in one pass, in batches."""
     probs, embeddings = [], []
-    for p, h in predict_blocks(model, X):
+    for p, _, h in model.predict_blocks(X):
         probs.append(p)
         embeddings.append(h)
     n_hidden = model.settings["hidden_sizes"][-1]
@@ -184,10 +150,10 @@ def predict_outputs(model: ACTINNModel, X: Any) -> tuple:
 def top_calls(model: ACTINNModel, X: Any) -> Tuple[np.ndarray, np.ndarray]:
     """Index and probability of each featurised cell's most probable class.
 
-    Block by block (:func:`predict_blocks`): never a cells x classes matrix.
+    Block by block (:meth:`ACTINNModel.predict_blocks`): never a cells x classes matrix.
     """
     best, top = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    for p, _ in predict_blocks(model, X):
+    for p, _, _ in model.predict_blocks(X):
         best.append(p.argmax(axis=1))
         top.append(p.max(axis=1))
     return np.concatenate(best), np.concatenate(top)
@@ -244,7 +210,7 @@ def prediction_blocks(data: Any, model: ACTINNModel, key: Optional[str] = None, 
 
     def blocks() -> Blocks:
         start = 0
-        for p, h in predict_blocks(model, features):
+        for p, _, h in model.predict_blocks(features):
             yield cells[start:start + len(p)], p, h
             start += len(p)
 
@@ -360,7 +326,7 @@ def _chunk_blocks(path: str, model: ACTINNModel, chunk_cells: int,
             features = transform(counts)
             n_empty += int((np.asarray(features.sum(axis=1)).ravel() == 0).sum())
             start = 0
-            for p, h in predict_blocks(model, features):
+            for p, _, h in model.predict_blocks(features):
                 yield ids[start:start + len(p)], p, h
                 start += len(p)
         _check_empty_cells(n_empty, source.n_cells, source.path)

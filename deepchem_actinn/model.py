@@ -26,10 +26,22 @@ import os
 import pickle
 import shutil
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import deepchem as dc
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -68,6 +80,20 @@ logger = logging.getLogger(__name__)
 
 # Version 1 stored the gene layer's weight as units x genes (nn.Linear's layout).
 _GENE_MAJOR_SINCE = 2
+
+PREDICT_BATCH = 8192
+#: Most probabilities (cells x classes) one prediction block holds: PREDICT_BATCH cells up
+#: to 2,048 classes, fewer cells beyond, so 30,000 classes never need cells x classes.
+PREDICT_VALUES = 1 << 24
+
+
+def predict_rows(n_classes: int) -> int:
+    """Cells per prediction block: at most :data:`PREDICT_VALUES` probabilities each."""
+    return max(1, min(PREDICT_BATCH, PREDICT_VALUES // max(int(n_classes), 1)))
+
+
+#: What :meth:`ACTINNModel.predict_blocks` yields: probabilities, logits, embedding.
+PredictionBlock = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 #: Keyword arguments ACTINNModel passes on to ``dc.models.TorchModel``; any other is a
 #: mistake (a misspelt setting would otherwise vanish into DeepChem's ``**kwargs``).
@@ -684,12 +710,8 @@ class ACTINNModel(TorchModel):
         """
         labels = np.asarray(dataset.y).ravel().astype(np.int64)
         known = labels >= 0
-        self.model.eval()
-        chunks = []
-        with torch.no_grad():
-            for (X_b,), _, _ in self.default_generator(dataset, mode="predict"):
-                x = X_b if isinstance(X_b, torch.Tensor) else torch.as_tensor(X_b)
-                chunks.append(self.model(x.to(self.device))[1][:, 0, :].double().cpu())
+        chunks = [torch.as_tensor(z, dtype=torch.float64) for _, z, _ in
+                  self.predict_blocks(dataset)]
         z = torch.cat(chunks)[torch.as_tensor(known)] if chunks else torch.zeros(0)
         target = torch.as_tensor(labels[known])
         log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
@@ -708,9 +730,40 @@ class ACTINNModel(TorchModel):
         self.model.temperature.fill_(temperature)
         return temperature
 
-    def predict_proba(self, dataset: dc.data.Dataset) -> np.ndarray:
-        """Class probabilities, shape ``(n_cells, n_classes)``."""
-        return np.asarray(self.predict(dataset)).reshape(-1, self.n_classes)
+    def predict_blocks(self, data: Any, rows: Optional[int] = None) -> Iterator[PredictionBlock]:
+        """``(probabilities, logits, embedding)`` of featurised cells, one block at a time.
+
+        The one inference path: ``predict_proba``, ``annotate``, the training
+        history and ``fit_temperature`` all call it. ``data`` is a cells x
+        genes matrix (dense or scipy sparse) or a dataset (its ``X``; a
+        sharded one shard window after another, in order). A block holds
+        ``rows`` cells (default :func:`predict_rows`: a bounded number of
+        probabilities, whatever the numbers of cells and classes). Every input
+        takes the same sparse path in canonical CSR form, so dense and sparse
+        copies of the cells get identical numbers (dense BLAS and the sparse
+        first layer sum in different orders). The network is in evaluation
+        mode while a block is computed.
+        """
+        step = int(rows) if rows else predict_rows(self.n_classes)
+        for X in _matrices(data):
+            for start in range(0, X.shape[0], step):
+                block = sp.csr_matrix(X[start:start + step], dtype=np.float32)
+                block.sum_duplicates()  # sorted column indices within each cell
+                block.eliminate_zeros()
+                module = self.model
+                was_training = module.training
+                module.eval()
+                try:
+                    with torch.no_grad():  # per block: a suspended generator must not hold it
+                        p, z, h = module(to_torch_csr(block, self.device))
+                finally:
+                    module.train(was_training)
+                yield (p[:, 0, :].cpu().numpy(), z[:, 0, :].cpu().numpy(), h.cpu().numpy())
+
+    def predict_proba(self, dataset: Any) -> np.ndarray:
+        """Class probabilities, shape ``(n_cells, n_classes)`` (:meth:`predict_blocks`)."""
+        blocks = [p for p, _, _ in self.predict_blocks(dataset)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.n_classes), np.float32)
 
     def predict_labels(self, dataset: dc.data.Dataset) -> np.ndarray:
         """The most probable cell-type name of each cell."""
@@ -879,3 +932,14 @@ def _write_bytes(path: str, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _matrices(data: Any) -> Iterator[Any]:
+    """The cells x genes matrices of ``data``: itself, a dataset's ``X``, or shard windows."""
+    if hasattr(data, "windows"):  # ShardedCellDataset: no X in memory
+        for X, _, _ in data.windows(shuffle=False):
+            yield X
+    elif isinstance(data, dc.data.Dataset):
+        yield data.X
+    else:
+        yield data
