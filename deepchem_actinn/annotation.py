@@ -259,7 +259,7 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
     Examples
     --------
     >>> import os, tempfile
-    >>> from deepchem_actinn.datasets import sample_files
+    >>> from deepchem_actinn.sample_data import sample_files
     >>> files = sample_files()
     >>> from deepchem_actinn.train import train_reference
     >>> model = train_reference(files.sample_1_counts, files.sample_1_labels, epochs=1)

@@ -186,7 +186,7 @@ def read_pandas_hdf(path: PathLike, key: Optional[str] = None) -> pd.DataFrame:
 
     Examples
     --------
-    >>> from deepchem_actinn.datasets import sample_files
+    >>> from deepchem_actinn.sample_data import sample_files
     >>> read_pandas_hdf(sample_files().sample_2_counts).shape  # genes x cells
     (1200, 1000)
     """
@@ -1145,7 +1145,7 @@ def read_labelled(counts: PathLike, labels: PathLike, key: Optional[str] = None)
 
     Examples
     --------
-    >>> from deepchem_actinn.datasets import sample_files
+    >>> from deepchem_actinn.sample_data import sample_files
     >>> files = sample_files()
     >>> joined = read_labelled(files.sample_1_counts, files.sample_1_labels)
     >>> joined.matrix.shape, joined.n_unlabelled_cells, joined.labels[:3].tolist()

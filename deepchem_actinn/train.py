@@ -139,7 +139,7 @@ def featurize(featurizer: ScRNAFeaturizer, dataset: Any) -> Any:
 
     Examples
     --------
-    >>> from deepchem_actinn.datasets import sample_files
+    >>> from deepchem_actinn.sample_data import sample_files
     >>> files = sample_files()
     >>> raw = ScRNALoader().create_dataset(files.sample_1_counts, files.sample_1_labels)
     >>> featurizer = ScRNAFeaturizer().fit(raw.to_count_matrix())
@@ -305,7 +305,7 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
 
     Examples
     --------
-    >>> from deepchem_actinn.datasets import sample_files
+    >>> from deepchem_actinn.sample_data import sample_files
     >>> files = sample_files()
     >>> model = train_reference(files.sample_1_counts, files.sample_1_labels, epochs=1)
     >>> model.classes.tolist()

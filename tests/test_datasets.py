@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from deepchem_actinn import datasets
+from deepchem_actinn import sample_data as datasets
 
 TUTORIAL = ("train_sample.h5", "train_label_sample.txt", "test_sample.h5",
             "test_label_sample.txt")
@@ -153,3 +153,10 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert datasets.default_cache_dir() == str(tmp_path)
     monkeypatch.delenv("DEEPCHEM_ACTINN_CACHE")
     assert datasets.default_cache_dir().endswith(os.path.join(".cache", "deepchem_actinn"))
+
+
+def test_the_former_module_name_still_imports():
+    from deepchem_actinn import datasets as former
+
+    assert former.tutorial_files is datasets.tutorial_files
+    assert former.sample_files() == datasets.sample_files()
