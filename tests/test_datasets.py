@@ -70,7 +70,8 @@ def test_bundled_files_are_returned_and_match_their_checksums(no_network):
     assert samples.sample_2_labels.endswith("labels_2_partial.txt")  # never labels_2.txt
 
 
-def test_public_files_are_downloaded_from_deepchem():
+def test_public_files_point_at_deepchem_urls():
+    """The download sources (downloading itself: the tests below, served locally)."""
     for name in TUTORIAL:
         assert datasets.FILES[name][1].startswith(
             "https://raw.githubusercontent.com/deepchem/deepchem/")
