@@ -1,6 +1,7 @@
 # Two commands set up a fresh machine (each makes .venv and installs what it needs):
 #   make demo   train on the bundled Tabula Muris data, annotate the test cells, print accuracy
 #   make test   ruff, mypy and the test suite (doctests and the tutorial notebook included)
+#   make test-fast  the same without the slow end-to-end tests (notebook, torchrun, kills)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ RUNS := runs
 # torch==2.13.0 first: a loose pin would pull a multi-GB CUDA build on Linux.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-fast venv clean
 
 $(VENV)/.installed: setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,11 @@ test: venv
 	$(BIN)/ruff check deepchem_actinn tests benchmarks
 	$(BIN)/mypy deepchem_actinn
 	$(BIN)/python -m pytest
+
+test-fast: venv
+	$(BIN)/ruff check deepchem_actinn tests benchmarks
+	$(BIN)/mypy deepchem_actinn
+	$(BIN)/python -m pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(RUNS) build *.egg-info

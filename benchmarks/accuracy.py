@@ -256,7 +256,7 @@ def run_network(task: Task, seed: int, preset: str, overrides: Dict) -> Tuple[np
     import torch
 
     import deepchem_actinn as da
-    from deepchem_actinn.annotate import featurize
+    from deepchem_actinn.train import featurize
 
     overrides = dict(overrides)
     calibrate = overrides.pop("calibrate", False)

@@ -111,10 +111,11 @@ def worker(path: str, mode: str, work_dir: str, device: str, threads: int) -> Di
         out["train_s"] = time.perf_counter() - t
         _predict_file(model, path, labels, out)
     else:
-        from deepchem_actinn.annotate import featurize, predict_outputs
+        from deepchem_actinn.annotation import predict_outputs
         from deepchem_actinn.data import CellDataset, ScRNALoader
         from deepchem_actinn.preprocessing import ScRNAFeaturizer
         from deepchem_actinn.sparse import featurize_sparse
+        from deepchem_actinn.train import featurize
 
         t = time.perf_counter()
         sparse = mode in ("sparse", "dense-train")
@@ -149,7 +150,7 @@ def _predict_file(model: Any, path: str, labels: str, out: Dict[str, Any]) -> in
     """Annotate the whole file chunk by chunk (read + featurise + predict); score it."""
     import pandas as pd
 
-    from deepchem_actinn.streaming import predict_streaming
+    from deepchem_actinn.annotation import predict_streaming
 
     t = time.perf_counter()
     ids, probs = predict_streaming(model, path)

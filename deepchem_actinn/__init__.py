@@ -25,9 +25,9 @@ _EXPORTS = {
     "ScRNAFeaturizer": "preprocessing",
     "CellDataset": "data", "ScRNALoader": "data", "StratifiedSplitter": "data",
     "SparseCellDataset": "sparse", "ShardedCellDataset": "streaming",
-    "train_streaming": "streaming", "predict_streaming": "streaming",
+    "train_streaming": "train", "predict_streaming": "annotation",
     "PRESETS": "model", "ACTINNModel": "model", "ActinnClassifier": "model",
-    "AnnotationResult": "annotate", "annotate": "annotate", "train_reference": "annotate",
+    "AnnotationResult": "annotation", "annotate": "annotation", "train_reference": "train",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -45,7 +45,7 @@ def __dir__() -> list:
 
 
 if TYPE_CHECKING:  # static checkers see the eager imports
-    from deepchem_actinn.annotate import AnnotationResult, annotate, train_reference
+    from deepchem_actinn.annotation import AnnotationResult, annotate, predict_streaming
     from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
     from deepchem_actinn.errors import (
         ActinnError,
@@ -68,5 +68,6 @@ if TYPE_CHECKING:  # static checkers see the eager imports
     from deepchem_actinn.model import PRESETS, ActinnClassifier, ACTINNModel
     from deepchem_actinn.preprocessing import ScRNAFeaturizer
     from deepchem_actinn.sparse import SparseCellDataset
-    from deepchem_actinn.streaming import ShardedCellDataset, predict_streaming, train_streaming
+    from deepchem_actinn.streaming import ShardedCellDataset
+    from deepchem_actinn.train import train_reference, train_streaming
     from deepchem_actinn.writers import write_counts

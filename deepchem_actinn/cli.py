@@ -9,31 +9,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
-import logging
 import os
 import sys
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from deepchem_actinn.validation import option_type  # light: no DeepChem
+
 PROG = "deepchem-actinn"
 
 
 def _import_quietly() -> Any:
-    """Import the package with DeepChem's ~17 import-time messages hidden."""
-    buffer = io.StringIO()
-    with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        previous = logging.root.manager.disable
-        logging.disable(logging.WARNING)
-        try:
-            import deepchem_actinn
-            import deepchem_actinn.annotate  # noqa: F401  (loads DeepChem)
-        finally:
-            logging.disable(previous)
-    logging.getLogger("deepchem").setLevel(logging.ERROR)
-    return deepchem_actinn
+    from deepchem_actinn.quiet import import_quietly
+    return import_quietly()
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int,
@@ -136,31 +124,14 @@ def _progress_callback(total_steps: Optional[int], quiet: bool) -> List[Callable
     return [advance]
 
 
-def _epoch_checkpoints(steps_per_epoch: int) -> Callable:
-    """A fit() callback writing a checkpoint at the end of every epoch.
-
-    DeepChem's ``checkpoint_interval`` saves one step before each multiple;
-    on epoch boundaries a resumed run restarts exactly where this one was.
-    """
-    def save(model: Any, step: int) -> None:
-        if step % steps_per_epoch == 0:
-            model.save_checkpoint(max_checkpoints_to_keep=2)
-
-    return save
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    da = _import_quietly()
-    import numpy as np
-
+    _import_quietly()
     from deepchem_actinn.tuning import reuse_freed_memory
     reuse_freed_memory()  # this process is ours: ~15% faster steps (see tuning.py)
 
-    from deepchem_actinn.annotate import featurize, fit_featurizer, top_calls
-    from deepchem_actinn.data import ScRNALoader
+    from deepchem_actinn.annotation import top_calls
     from deepchem_actinn.errors import InputError
-    from deepchem_actinn.model import ACTINNModel
-    from deepchem_actinn.validation import check_training_classes
+    from deepchem_actinn.train import prepare
 
     for name in (args.train_set, args.train_labels, args.query):
         if name is not None and os.path.abspath(args.model_dir) == os.path.abspath(name):
@@ -174,67 +145,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.joint and args.query is None:
         raise InputError("--joint needs --query FILE", args.train_set)
     if args.out_of_core is not None:
-        return _train_out_of_core(da, args)
-    matrix = da.read_counts(args.train_set, key=args.key, **_read_options(args))
+        return _train_out_of_core(args)
     # Sparse from reading to training: the same model as dense, less memory, faster epochs.
-    dataset = ScRNALoader(sparse=True).create_dataset(matrix, args.train_labels)
-    check_training_classes(dataset.classes, args.train_labels)
-    if dataset.n_classes < 2:
-        raise InputError(f"the labels hold a single cell type ('{dataset.classes[0]}'); "
-                         "ACTINN needs at least two", args.train_labels)
-    library = np.asarray(dataset.X.sum(axis=1)).ravel()
-    if (library == 0).all():
-        raise InputError("every labelled cell has zero counts", args.train_set)
-    if (library == 0).any():
-        warnings.warn(f"{args.train_set}: dropped {int((library == 0).sum())} cells with "
-                      "zero counts", stacklevel=1)
-        dataset = dataset.select(np.flatnonzero(library > 0))
-    valid = None
-    if args.validation_fraction is not None:  # hold out cells of every type, before fitting
-        from deepchem_actinn.data import StratifiedSplitter
-        train_index, valid_index, _ = StratifiedSplitter().split(
-            dataset, 1.0 - args.validation_fraction, args.validation_fraction, 0.0,
-            seed=args.seed)
-        dataset, valid = dataset.select(train_index), dataset.select(valid_index)
-    query = _read_query(da, args) if args.query is not None else None
-    featurizer = fit_featurizer(dataset, args.train_set, query, joint=args.joint,
-                                min_gene_overlap=args.min_overlap, preset=args.preset)
-    features = featurize(featurizer, dataset)
-    model = ACTINNModel(len(featurizer.genes_), dataset.n_classes, preset=args.preset,
-                        classes=dataset.classes, featurizer=featurizer, seed=args.seed,
-                        device=None if args.device == "auto" else args.device,
-                        epochs=args.epochs, batch_size=args.batch_size,
-                        learning_rate=args.learning_rate, model_dir=args.checkpoint_dir)
-    epochs, per_epoch = model.epochs_for(len(features)), model.steps_per_epoch(len(features))
-    if args.resume:  # weights, optimizer, step, LR schedule and shuffling state
-        model.restore(model_dir=args.checkpoint_dir)
-        done = model.get_global_step() // per_epoch
-        epochs = max(model.epochs_for(len(features)) - done, 0)
-        print(f"{PROG}: resumed from step {model.get_global_step()} (epoch {done}); "
-              f"{epochs} epochs left", file=sys.stderr)
-    steps = epochs * per_epoch
+    training = prepare(args.train_set, args.train_labels, key=args.key,
+                       read_options=_read_options(args),
+                       query=_read_query(args) if args.query is not None else None,
+                       joint=args.joint, validation_fraction=args.validation_fraction,
+                       history=args.plots is not None, checkpoint_dir=args.checkpoint_dir,
+                       resume=args.resume, **_training_options(args))
+    model, features = training.model, training.data
+    if args.resume:
+        print(f"{PROG}: resumed from step {model.get_global_step()} (epoch "
+              f"{model.get_global_step() // model.steps_per_epoch(len(features))}); "
+              f"{training.epochs} epochs left", file=sys.stderr)
+    featurizer = model.featurizer
+    assert featurizer is not None and featurizer.genes_ is not None
     print(f"{PROG}: {len(features)} cells, {len(featurizer.genes_)} genes kept of "
-          f"{len(featurizer.input_genes_)}, {dataset.n_classes} types, {model.epochs} epochs "
-          f"({steps} steps)", file=sys.stderr)
-    callbacks = _progress_callback(steps, args.quiet)
-    history = None
-    if args.plots is not None or valid is not None:
-        from deepchem_actinn.history import TrainingHistory
-        history = TrainingHistory(features, None if valid is None else featurize(featurizer, valid))
-        callbacks.append(history)
-    if args.checkpoint_dir is not None:
-        callbacks.append(_epoch_checkpoints(per_epoch))
-    model.fit(features, nb_epoch=epochs, callbacks=callbacks, checkpoint_interval=0)
+          f"{len(featurizer.input_genes_)}, {model.n_classes} types, {model.epochs} epochs "
+          f"({training.steps} steps)", file=sys.stderr)
+    training.fit(_progress_callback(training.steps, args.quiet))
     # Block by block: one class per cell (30k x 30k) must not need a cells x classes matrix.
     train_acc = float((top_calls(model, features.X)[0] == features.y.ravel()).mean())
     model.save(args.model_dir)
     print(f"{PROG}: training accuracy {train_acc:.4f}; model saved to {args.model_dir}")
+    history, valid = training.history, training.valid
     if history is not None and valid is not None and history.valid_accuracy:
         print(f"{PROG}: validation accuracy {history.valid_accuracy[-1]:.4f} "
               f"({len(valid)} held-out cells, not used for training)")
     if history is not None and args.plots is not None:
         _write_training_plots(args.plots, history)
     return 0
+
+
+def _training_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The options every training path takes the same way (``train``, ``--out-of-core``)."""
+    return {"preset": args.preset, "seed": args.seed, "min_gene_overlap": args.min_overlap,
+            "device": None if args.device == "auto" else args.device,
+            "epochs": args.epochs, "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate}
 
 
 #: Options that need the whole file in memory: refused by train --out-of-core and
@@ -245,13 +193,14 @@ _IN_MEMORY_ONLY = {"joint": "--joint", "validation_fraction": "--validation-frac
                    "cells_as_rows": "--cells-as-rows"}
 
 
-def _train_out_of_core(da: Any, args: argparse.Namespace) -> int:
+def _train_out_of_core(args: argparse.Namespace) -> int:
     """train --out-of-core DIR: two streaming passes, shards in DIR, one chunk in memory."""
     import shutil
     import tempfile
 
     from deepchem_actinn.errors import InputError
-    from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts, train_streaming
+    from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts
+    from deepchem_actinn.train import prepare_out_of_core
 
     given = [flag for name, flag in _IN_MEMORY_ONLY.items() if getattr(args, name, None)]
     if given:
@@ -261,23 +210,19 @@ def _train_out_of_core(da: Any, args: argparse.Namespace) -> int:
                          args.out_of_core)
     source = ChunkedCounts(args.train_set, layer=args.layer, gene_ids=args.gene_ids,
                            genome=args.key)
-    restrict = ([str(g) for g in _read_query(da, args).genes] if args.query is not None
-                else None)
+    query = _read_query(args) if args.query is not None else None
     os.makedirs(args.out_of_core, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".actinn-shards-", dir=args.out_of_core)
-    settings = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size),
-                                  ("learning_rate", args.learning_rate)) if v is not None}
     print(f"{PROG}: streaming {source.n_cells} cells x {len(source.genes)} genes "
           f"({CHUNK_CELLS} at a time; shards in {work})", file=sys.stderr)
     try:
-        model = train_streaming(source, args.train_labels, work, preset=args.preset,
-                                seed=args.seed, restrict_to=restrict,
-                                min_gene_overlap=args.min_overlap,
-                                device=None if args.device == "auto" else args.device,
-                                callbacks=_progress_callback(None, args.quiet), **settings)
+        model = prepare_out_of_core(source, args.train_labels, work, query=query,
+                                    **_training_options(args)
+                                    ).fit(_progress_callback(None, args.quiet))
         model.save(args.model_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # shards are as large as the data
+    assert model.featurizer is not None and model.featurizer.genes_ is not None
     print(f"{PROG}: {model.get_global_step()} steps, {len(model.featurizer.genes_)} genes, "
           f"{model.n_classes} types; model saved to {args.model_dir}")
     return 0
@@ -297,7 +242,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from deepchem_actinn.annotate import calls, prediction_blocks
+    from deepchem_actinn.annotation import calls, prediction_blocks
     from deepchem_actinn.atomic import atomic_files
     from deepchem_actinn.errors import InputError
     from deepchem_actinn.model import describe_preset
@@ -350,97 +295,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_predictions(path: str) -> Any:
-    """Read a predictions TSV written by ``predict`` (``cell_id``, ``cell_type``, ...)."""
-    import pandas as pd
-
-    from deepchem_actinn.errors import InputError
-    if not os.path.isfile(path):
-        raise InputError("file not found", path)
-    try:
-        # No missing-value words: a type named NA, nan, None or null is a name here.
-        frame = pd.read_csv(path, sep="\t", dtype={"cell_id": str, "cell_type": str},
-                            keep_default_na=False, na_filter=False)
-    except Exception as exc:
-        raise InputError(f"cannot read predictions TSV: {exc}", path) from exc
-    if not {"cell_id", "cell_type"} <= set(frame.columns):
-        raise InputError("predictions need columns cell_id and cell_type (written by "
-                         "'deepchem-actinn predict')", path)
-    if frame["cell_id"].duplicated().any():
-        raise InputError("predictions hold duplicate cell ids", path)
-    empty = frame["cell_type"].str.strip() == ""
-    if empty.any():
-        raise InputError(f"{int(empty.sum())} predictions have an empty cell_type (e.g. cell "
-                         f"{frame['cell_id'][empty].iloc[0]})", path)
-    return frame.set_index("cell_id")
-
-
-def evaluation_report(predicted_names: Any, true_names: Any,
-                      unassigned: str = "Unassigned") -> dict:
-    """Accuracy, macro-F1, coverage and per-class precision/recall/F1 of called types.
-
-    Examples
-    --------
-    >>> report = evaluation_report(["B", "T", "Unassigned", "T"], ["B", "T", "T", "B"])
-    >>> report["accuracy"], report["coverage"], round(report["assigned_accuracy"], 3)
-    (0.5, 0.75, 0.667)
-    >>> report["per_class"]["support"].tolist()
-    [2, 2]
-    """
-    import numpy as np
-    import pandas as pd
-    predicted = np.asarray(predicted_names, dtype=object)
-    truth = np.asarray(true_names, dtype=object)
-    assigned = predicted != unassigned
-    classes = pd.Index(sorted(set(truth)), name="cell_type")
-    # Per-class counts, as scikit-learn derives them, without a classes x classes matrix.
-    support = pd.Series(truth).value_counts().reindex(classes).to_numpy(dtype=np.int64)
-    called = pd.Series(predicted).value_counts().reindex(classes, fill_value=0).to_numpy()
-    hits = pd.Series(truth[predicted == truth]).value_counts().reindex(
-        classes, fill_value=0).to_numpy()
-    precision = np.divide(hits, called, out=np.zeros(len(classes)), where=called > 0)
-    recall = np.divide(hits, support, out=np.zeros(len(classes)), where=support > 0)
-    f1 = np.divide(2 * hits, support + called, out=np.zeros(len(classes)),
-                   where=support + called > 0)
-    table = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
-                          "support": support}, index=classes)
-    return {
-        "n_cells": int(len(truth)),
-        "accuracy": float((predicted == truth).mean()),
-        "macro_f1": float(np.mean(f1)) if len(f1) else 0.0,
-        "coverage": float(assigned.mean()),
-        "assigned_accuracy": float((predicted[assigned] == truth[assigned]).mean())
-        if assigned.any() else float("nan"),
-        "per_class": table,
-    }
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    da = _import_quietly()
-    from deepchem_actinn.annotate import UNASSIGNED
-    from deepchem_actinn.errors import InputError
+    _import_quietly()
+    from deepchem_actinn.evaluation import evaluation_report, score_predictions
     _check_plots_dir(args.plots)
-    predictions = read_predictions(args.predictions)
-    labels = da.read_labels(args.labels)
-    shared = predictions.index.intersection(labels.index)
-    if len(shared) == 0:
-        raise InputError(f"no predicted cell id matches a label id in {args.labels}",
-                         args.predictions)
-    if len(shared) < len(predictions):
-        warnings.warn(f"{len(predictions) - len(shared)} of {len(predictions)} predicted cells "
-                      f"have no label in {args.labels}; scored the {len(shared)} labelled",
-                      stacklevel=1)
-    # A true label 'Unassigned' is no cell type: it would pass for a correct abstention.
-    abstained = labels.loc[shared] == UNASSIGNED
-    if abstained.all():
-        raise InputError(f"every scored cell is labelled '{UNASSIGNED}' (no cell type)",
-                         args.labels)
-    if abstained.any():
-        warnings.warn(f"{args.labels}: {int(abstained.sum())} cells labelled '{UNASSIGNED}' "
-                      "have no cell type to score; left out", stacklevel=1)
-        shared = shared[~abstained.to_numpy()]
-    truth = labels.loc[shared].to_numpy()
-    predicted = predictions.loc[shared, "cell_type"].to_numpy()
+    truth, predicted = score_predictions(args.predictions, args.labels)
     if args.plots is not None:  # before any output: too many types to draw is refused
         from deepchem_actinn.plots import check_plot_types
         check_plot_types(len(set(truth) | set(predicted)),
@@ -473,13 +332,13 @@ def _read_options(args: argparse.Namespace) -> dict:
     return {name: value for name, value in options.items() if value}
 
 
-def _read_query(da: Any, args: argparse.Namespace) -> Any:
+def _read_query(args: argparse.Namespace) -> Any:
     """Read --query, auto-detected, with the input options that apply to its format."""
-    from deepchem_actinn.io import FORMAT_OPTIONS, detect_format
+    from deepchem_actinn.io import FORMAT_OPTIONS, detect_format, read_counts
     kind = detect_format(args.query)
     options = {name: value for name, value in _read_options(args).items()
                if name != "format" and kind in FORMAT_OPTIONS[name]}
-    return da.read_counts(args.query, key=args.query_key, **options)
+    return read_counts(args.query, key=args.query_key, **options)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -576,20 +435,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:  # type: ignore[override]
         self.exit(2, f"{PROG}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
-
-
-def option_type(name: str) -> Callable[[str], Any]:
-    """An argparse ``type`` parsing a number and checking it with the rule of ``name``
-    (:data:`deepchem_actinn.validation.RANGES`), the rule the Python API applies too."""
-    def parse(text: str) -> Any:
-        from deepchem_actinn.validation import OptionError, parse_number
-        try:
-            return parse_number(name, text)
-        except OptionError as error:
-            raise argparse.ArgumentTypeError(error.requirement) from None
-
-    parse.__name__ = name
-    return parse
 
 
 def _device(text: str) -> str:

@@ -57,6 +57,7 @@ import scipy.sparse as sp
 import torch
 import torch.distributed as dist
 
+from deepchem_actinn.model import DEFAULT_PRESET, PRESETS
 from deepchem_actinn.streaming import rank_rows
 
 logger = logging.getLogger(__name__)
@@ -83,21 +84,25 @@ def _all_reduce(array: np.ndarray, op: Any = None) -> np.ndarray:
     return tensor.cpu().numpy()
 
 
-def fit_featurizer_distributed(X: sp.csr_matrix, genes: np.ndarray,
-                               source: str = "<ranks>") -> Any:
-    """ACTINN's gene filters from sums all-reduced over ranks (same on every rank)."""
-    from deepchem_actinn.io import take_rows
-    from deepchem_actinn.preprocessing import ScRNAFeaturizer, gene_sums, normalize_log2
+def fit_featurizer_distributed(X: sp.csr_matrix, genes: np.ndarray, source: str = "<ranks>",
+                               featurizer: Any = None) -> Tuple[Any, int]:
+    """Fit ``featurizer`` (default ACTINN's) from gene sums all-reduced over ranks.
 
-    featurizer = ScRNAFeaturizer()
-    library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-    used = library > 0
-    total, squares = gene_sums(normalize_log2(take_rows(X, used), featurizer.target_sum,
-                                              library[used]))
-    sums = _all_reduce(np.concatenate([total, squares, [used.sum()]]))
-    n_genes = len(genes)
-    return featurizer.fit_from_sums(sums[:n_genes], sums[n_genes:2 * n_genes], int(sums[-1]),
-                                    genes, source)
+    Every rank fits the same genes, those of one process fitting all cells.
+    Returns the featurizer and the number of empty cells over all ranks.
+    """
+    from deepchem_actinn.preprocessing import ScRNAFeaturizer, log_gene_sums
+
+    featurizer = featurizer or ScRNAFeaturizer()
+    columns = featurizer.input_columns(genes, None, source)
+    total, squares, used, empty = log_gene_sums(X[:, columns] if len(columns) != len(genes)
+                                                else X, featurizer.target_sum)
+    sums = _all_reduce(np.concatenate([total, squares, [used, empty]]))
+    n = len(columns)
+    featurizer.fit_from_sums(sums[:n], sums[n:2 * n], int(sums[-2]),
+                             np.asarray(genes, dtype=object)[columns], source)
+    featurizer.joint_ = False
+    return featurizer, int(sums[-1])
 
 
 def _pick_device(requested: Optional[str]) -> torch.device:
@@ -108,8 +113,8 @@ def _pick_device(requested: Optional[str]) -> torch.device:
     return torch.device("cpu")
 
 
-def _rank_cells_in_memory(train_set: str, train_labels: str, rank: int, world: int
-                          ) -> Tuple[Any, List[str], Any]:
+def _rank_cells_in_memory(train_set: str, train_labels: str, rank: int, world: int,
+                          featurizer: Any) -> Tuple[Any, List[str], Any, int]:
     """Formats read whole: this rank's featurised cells as a SparseCellDataset."""
     from deepchem_actinn.data import encode_labels
     from deepchem_actinn.io import read_labels
@@ -120,19 +125,21 @@ def _rank_cells_in_memory(train_set: str, train_labels: str, rank: int, world: i
     labels.index = pd.Index([str(i) for i in labels.index])
     labels = labels[~labels.index.duplicated(keep="first")].astype(str)
     names = labels.reindex(ids)
-    keep = names.notna().to_numpy() & (np.asarray(X.sum(axis=1)).ravel() > 0)
-    X, ids, names = X[np.flatnonzero(keep)], ids[keep], names[keep]
+    labelled = np.flatnonzero(names.notna().to_numpy())
+    X, ids, names = X[labelled], ids[labelled], names.iloc[labelled]
     classes = _union_over_ranks(set(names.tolist()), world)
-    featurizer = fit_featurizer_distributed(X, genes, train_set)
+    featurizer, n_empty = fit_featurizer_distributed(X, genes, train_set, featurizer)
+    keep = np.asarray(X.sum(axis=1)).ravel() > 0
+    X, ids, names = X[np.flatnonzero(keep)], ids[keep], names[keep]
     # Equal cell counts, so every rank takes the same number of steps.
     n_local = int(_all_reduce(np.array([X.shape[0]]), dist.ReduceOp.MIN)[0])
     y, _ = encode_labels(names.tolist()[:n_local], classes)
     raw = SparseCellDataset(X[:n_local], y, ids=ids[:n_local], genes=genes, classes=classes)
-    return featurizer, classes, featurize_sparse(featurizer, raw)
+    return featurizer, classes, featurize_sparse(featurizer, raw), n_empty
 
 
 def _rank_shards(train_set: str, train_labels: str, folder: str, rank: int, world: int,
-                 chunk_cells: int, seed: int) -> Tuple[Any, List[str], Any]:
+                 chunk_cells: int, seed: int, featurizer: Any) -> Tuple[Any, List[str], Any, int]:
     """Streamed formats: this rank's cells featurised into shards of its own, chunk by chunk.
 
     Gene statistics are all-reduced, so every rank fits the same featurizer;
@@ -142,11 +149,11 @@ def _rank_shards(train_set: str, train_labels: str, folder: str, rank: int, worl
 
     source = ChunkedCounts(train_set, part=(rank, world))
     featurizer, stats = fit_featurizer_streaming(source, train_labels, chunk_cells=chunk_cells,
-                                                 reduce=_all_reduce)
+                                                 featurizer=featurizer, reduce=_all_reduce)
     classes = _union_over_ranks(set(stats.classes.tolist()), world)
     shards = write_shards(source, featurizer, folder, train_labels, classes=classes,
                           chunk_cells=chunk_cells, seed=seed + rank)
-    return featurizer, classes, shards
+    return featurizer, classes, shards, stats.n_empty
 
 
 def _union_over_ranks(names: set, world: int) -> List[str]:
@@ -164,11 +171,15 @@ def _equal_steps(model: Any, shards: Any, epochs: int, steps: int) -> Iterator[A
 
 
 def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
-                      epochs: Optional[int] = None, batch_size: int = 128, seed: int = 0,
-                      device: Optional[str] = None, chunk_cells: int = 16_384,
+                      preset: str = DEFAULT_PRESET, epochs: Optional[int] = None,
+                      batch_size: int = 128, seed: int = 0, device: Optional[str] = None,
+                      min_gene_overlap: float = 0.1, chunk_cells: int = 16_384,
                       work_dir: Optional[str] = None, **model_kwargs: Any) -> Optional[str]:
     """Run on every rank of an initialised process group; rank 0 returns the saved path.
 
+    Options mean what they mean in :func:`~deepchem_actinn.train.train_reference`
+    (the same checks, featurizer and model construction: :mod:`deepchem_actinn.train`);
+    ``batch_size`` is the global batch, each rank taking ``batch_size // world_size``.
     10x HDF5 and ``.h5ad`` files are streamed: each rank writes its featurised
     cells to shards in a folder of its own under ``work_dir`` (default: beside
     ``model_dir``), removed at the end. Other formats are read into memory.
@@ -176,31 +187,30 @@ def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
     from torch.nn.parallel import DistributedDataParallel
 
     from deepchem_actinn.io import detect_format
-    from deepchem_actinn.model import ACTINNModel
-    from deepchem_actinn.validation import check_training_classes
+    from deepchem_actinn.train import build_model, check_classes, split_settings, warn_dropped
 
     rank, world = dist.get_rank(), dist.get_world_size()
     torch_device = _pick_device(device)
     if torch_device.type == "cuda":
         torch.cuda.set_device(torch_device)
-    local_batch = max(1, batch_size // world)
-    settings = dict(model_kwargs, batch_size=local_batch)
-    if epochs is not None:
-        settings["epochs"] = epochs
+    featurizer, settings = split_settings(preset, min_gene_overlap, model_kwargs)
+    settings.update(batch_size=max(1, batch_size // world), epochs=epochs)
     scratch = None
     try:
         if detect_format(train_set) in STREAMED:
             parent = work_dir or os.path.dirname(os.path.abspath(model_dir))
             os.makedirs(parent, exist_ok=True)
             scratch = tempfile.mkdtemp(prefix=f".actinn-rank{rank}-", dir=parent)
-            featurizer, classes, data = _rank_shards(train_set, train_labels, scratch, rank,
-                                                     world, chunk_cells, seed)
+            featurizer, classes, data, n_empty = _rank_shards(
+                train_set, train_labels, scratch, rank, world, chunk_cells, seed, featurizer)
         else:
-            featurizer, classes, data = _rank_cells_in_memory(train_set, train_labels, rank,
-                                                              world)
-        check_training_classes(classes, train_labels)
-        model = ACTINNModel(len(featurizer.genes_), len(classes), classes=classes,
-                            featurizer=featurizer, seed=seed, device=torch_device, **settings)
+            featurizer, classes, data, n_empty = _rank_cells_in_memory(
+                train_set, train_labels, rank, world, featurizer)
+        check_classes(classes, train_labels, train_set)
+        if rank == 0:
+            warn_dropped(n_empty, train_set)
+        model = build_model(featurizer, classes, preset=preset, seed=seed, device=torch_device,
+                            **settings)
         # Different batches on each rank, same initial weights (DDP broadcasts rank 0's).
         model._shuffle_rng = np.random.default_rng([seed, rank])
         module = model.model
@@ -216,8 +226,8 @@ def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
         saved = None
         if rank == 0:
             settings["batch_size"] = batch_size
-            final = ACTINNModel(len(featurizer.genes_), len(classes), classes=classes,
-                                featurizer=featurizer, seed=seed, device="cpu", **settings)
+            final = build_model(featurizer, classes, preset=preset, seed=seed, device="cpu",
+                                **settings)
             final.model.load_state_dict({k: v.detach().cpu()
                                          for k, v in module.state_dict().items()})
             final._ensure_built()
@@ -235,18 +245,23 @@ def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point for ``torchrun ... -m deepchem_actinn.distributed``."""
-    from deepchem_actinn.cli import option_type
+    from deepchem_actinn.validation import option_type
 
     parser = argparse.ArgumentParser(prog="torchrun ... -m deepchem_actinn.distributed",
                                      description="Train ACTINN with DistributedDataParallel")
     parser.add_argument("--train-set", required=True)
     parser.add_argument("--train-labels", required=True)
     parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
+                        help=f"training mode, as in deepchem-actinn train (default "
+                        f"{DEFAULT_PRESET})")
     parser.add_argument("--epochs", type=option_type("epochs"))
     parser.add_argument("--batch-size", type=option_type("batch_size"), default=128,
                         help="global batch; each rank takes batch-size // world-size")
     parser.add_argument("--learning-rate", type=option_type("learning_rate"))
     parser.add_argument("--seed", type=option_type("seed"), default=0)
+    parser.add_argument("--min-overlap", type=option_type("threshold"), default=0.1,
+                        help="smallest fraction of model genes a query must hold (0.1)")
     parser.add_argument("--device", help="default: cuda:LOCAL_RANK if a GPU is present, else cpu")
     parser.add_argument("--backend", choices=["gloo", "nccl"],
                         help="default: nccl on GPU, gloo on CPU")
@@ -254,10 +269,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--work-dir", help="where each rank writes its shards of a streamed "
                         "10x / .h5ad file (default: beside --model-dir); removed at the end")
     args = parser.parse_args(argv)
-    from deepchem_actinn.cli import _import_quietly
+    from deepchem_actinn.quiet import import_quietly
     from deepchem_actinn.tuning import reuse_freed_memory
 
-    _import_quietly()  # DeepChem's import-time messages, once per rank
+    import_quietly()  # DeepChem's import-time messages, once per rank
     reuse_freed_memory()
     warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
     if "RANK" not in os.environ:  # plain `python -m`: a world of one
@@ -273,6 +288,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     extra = {} if args.learning_rate is None else {"learning_rate": args.learning_rate}
     try:
         saved = train_distributed(args.train_set, args.train_labels, args.model_dir,
+                                  preset=args.preset, min_gene_overlap=args.min_overlap,
                                   epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, device=str(device),
                                   chunk_cells=args.chunk_cells, work_dir=args.work_dir,

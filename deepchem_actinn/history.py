@@ -103,39 +103,29 @@ class TrainingHistory:
 def score(model: Any, dataset: Any) -> Tuple[float, float]:
     """Mean cross-entropy and accuracy of a model on labelled, featurised cells.
 
-    Cells with weight 0 (unknown types, ``y = -1``) are left out. The module
-    is put in evaluation mode for the pass and then back as it was.
+    Cells with weight 0 (unknown types, ``y = -1``) are left out. Logits come
+    from :meth:`~deepchem_actinn.model.ACTINNModel.predict_blocks`, the one
+    inference path (evaluation mode, then back as it was).
     """
-    module = model.model
-    was_training = module.training
-    module.eval()
     y_all = np.asarray(dataset.y).reshape(len(dataset), -1)[:, 0].astype(np.int64)
     w_all = np.asarray(dataset.w).reshape(len(dataset), -1)[:, 0] if len(dataset.w) \
         else np.ones(len(y_all))
     total_loss, correct, counted = 0.0, 0, 0
-    from deepchem_actinn.annotate import predict_rows
+    from deepchem_actinn.model import predict_rows
     # Many types: fewer cells a block, so logits stay within predict_rows' budget.
     rows = min(SCORE_BATCH, predict_rows(getattr(model, "n_classes", 1)))
-    try:
-        with torch.no_grad():
-            for start in range(0, len(y_all), rows):
-                block = dataset.X[start:start + rows]
-                if hasattr(block, "toarray"):
-                    block = block.toarray()
-                keep = (y_all[start:start + rows] >= 0) & (w_all[start:start + rows] > 0)
-                if not keep.any():
-                    continue
-                inputs = torch.as_tensor(np.asarray(block, dtype=np.float32)[keep],
-                                         device=model.device)
-                target = torch.as_tensor(y_all[start:start + rows][keep],
-                                         device=model.device)
-                _, logits, _ = module(inputs)
-                logits = logits.mean(dim=1)  # the call of every head together
-                total_loss += float(F.cross_entropy(logits, target, reduction="sum"))
-                correct += int((logits.argmax(dim=1) == target).sum())
-                counted += int(keep.sum())
-    finally:
-        module.train(was_training)
+    start = 0
+    for _, logits, _ in model.predict_blocks(dataset.X, rows=rows):
+        y, w = y_all[start:start + len(logits)], w_all[start:start + len(logits)]
+        start += len(logits)
+        keep = (y >= 0) & (w > 0)
+        if not keep.any():
+            continue
+        z = torch.as_tensor(logits[keep])
+        target = torch.as_tensor(y[keep])
+        total_loss += float(F.cross_entropy(z, target, reduction="sum"))
+        correct += int((z.argmax(dim=1) == target).sum())
+        counted += int(keep.sum())
     if counted == 0:
         return float("nan"), float("nan")
     return total_loss / counted, correct / counted

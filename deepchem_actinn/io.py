@@ -186,7 +186,7 @@ def read_pandas_hdf(path: PathLike, key: Optional[str] = None) -> pd.DataFrame:
 
     Examples
     --------
-    >>> from deepchem_actinn.datasets import sample_files
+    >>> from deepchem_actinn.sample_data import sample_files
     >>> read_pandas_hdf(sample_files().sample_2_counts).shape  # genes x cells
     (1200, 1000)
     """
@@ -959,6 +959,44 @@ def read_counts(path: PathLike, key: Optional[str] = None, *, format: Optional[s
 # ---------------------------------------------------------------------------
 
 
+def _is_anndata(data: Any) -> bool:
+    # Duck-typed, so anndata is imported only by those who use it.
+    return all(hasattr(data, name) for name in ("obs_names", "var_names", "layers", "X"))
+
+
+def as_count_matrix(data: Any, key: Optional[str] = None, **read_options: Any) -> CountMatrix:
+    """Accept a path (any format), an ``AnnData``, a :class:`CountMatrix` or a ``DataFrame``.
+
+    A ``DataFrame`` is genes x cells (``cells_as_rows=True``: cells x
+    genes); an ``AnnData`` gives ``X``, ``layers[layer]`` or ``raw.X``
+    (``layer=``) with ``var_names`` or a ``var`` column (``gene_column=``)
+    as genes. ``read_options`` go to :func:`~deepchem_actinn.io.read_counts`.
+    """
+    if isinstance(data, CountMatrix):
+        return data
+    if isinstance(data, pd.DataFrame):
+        frame = data.T if read_options.get("cells_as_rows") else data
+        return finish_matrix(frame.to_numpy().T, list(frame.index), list(frame.columns),
+                             "<DataFrame>")
+    if _is_anndata(data):
+        return from_anndata(data, layer=read_options.get("layer"),
+                            gene_column=read_options.get("gene_column")).finish()
+    if isinstance(data, (str, os.PathLike)):
+        return read_counts(data, key=key, **read_options)
+    raise TypeError(f"cannot read cells from a {type(data).__name__}")
+
+
+def gene_list(query: Any) -> List[str]:
+    """A query's genes: a list of names, or those of what :func:`as_count_matrix` reads."""
+    if query is None:
+        return []
+    if isinstance(query, (list, tuple, np.ndarray, pd.Index)):
+        return [str(g) for g in query]
+    return [str(g) for g in as_count_matrix(query).genes]
+
+
+
+
 def read_labels(path: PathLike) -> pd.Series:
     """Read ``cell_id<TAB>cell_type`` lines into a Series indexed by cell id.
 
@@ -1107,7 +1145,7 @@ def read_labelled(counts: PathLike, labels: PathLike, key: Optional[str] = None)
 
     Examples
     --------
-    >>> from deepchem_actinn.datasets import sample_files
+    >>> from deepchem_actinn.sample_data import sample_files
     >>> files = sample_files()
     >>> joined = read_labelled(files.sample_1_counts, files.sample_1_labels)
     >>> joined.matrix.shape, joined.n_unlabelled_cells, joined.labels[:3].tolist()

@@ -26,10 +26,22 @@ import os
 import pickle
 import shutil
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import deepchem as dc
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -43,122 +55,45 @@ from deepchem_actinn import model_file
 from deepchem_actinn.atomic import replace_directory, staging_folder
 from deepchem_actinn.errors import ModelFileError, OutputError, TrainingError
 from deepchem_actinn.io import Names
-from deepchem_actinn.preprocessing import TECHNICAL_GENES, ScRNAFeaturizer
+from deepchem_actinn.model_file import (  # noqa: F401  (the file format, named here too)
+    MODEL_FILE,
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    WEIGHTS_FILE,
+    _metadata_digest,
+)
+from deepchem_actinn.preprocessing import ScRNAFeaturizer
+from deepchem_actinn.presets import (  # noqa: F401  (presets, importable from here as before)
+    ACTINN_DEFAULTS,
+    DEFAULT_PRESET,
+    GENE_SELECTION_DEFAULTS,
+    PRESETS,
+    TRAINING_OPTIONS,
+    describe_preset,
+    featurizer_for,
+    preset_settings,
+)
 from deepchem_actinn.sparse import sparse_linear, to_torch_csr
 from deepchem_actinn.validation import check_model_arguments
 
 logger = logging.getLogger(__name__)
 
-MODEL_FILE = "actinn_model.json"
-WEIGHTS_FILE = "weights.pt"
-MODEL_FORMAT = "deepchem_actinn.model"
-MODEL_FORMAT_VERSION = 2
 # Version 1 stored the gene layer's weight as units x genes (nn.Linear's layout).
 _GENE_MAJOR_SINCE = 2
 
-#: Hyper-parameters of the original ACTINN (the default preset).
-ACTINN_DEFAULTS: Dict[str, Any] = {
-    "hidden_sizes": (100, 50, 25),
-    "learning_rate": 1e-4,
-    "decay_rate": 0.95,
-    "decay_steps": 1000,
-    "l2": 0.005,
-    "batch_size": 128,
-    "epochs": 50,
-    "input_dropout": 0.0,
-}
-
-#: Training options beyond ACTINN; these values switch them off (ACTINN's behaviour).
-#: ``min_steps``: train at least this many optimizer steps (more epochs on small references).
-#: ``label_smoothing``: cross-entropy against (1 - e) one-hot + e uniform targets.
-#: ``class_weight``: ``None`` or ``"balanced"`` (each type weighs n / (k * n_type)).
-#: ``linear_skip``: a second, linear head beside the hidden layers.
-#: ``linear_l2``: that head's L2 (``None``: the network's ``l2``).
-TRAINING_OPTIONS: Dict[str, Any] = {
-    "min_steps": 0,
-    "label_smoothing": 0.0,
-    "class_weight": None,
-    "linear_skip": False,
-    "linear_l2": None,
-}
-
-#: ACTINN's gene selection (:class:`~deepchem_actinn.preprocessing.ScRNAFeaturizer`
-#: settings): genes outside the 1st-99th percentiles of total expression, then of
-#: coefficient of variation, are dropped; no gene is excluded by name.
-GENE_SELECTION_DEFAULTS: Dict[str, Any] = {
-    "low_percentile": 1.0,
-    "high_percentile": 99.0,
-    "exclude_genes": None,
-}
-
-#: Named settings (see benchmarks/ACCURACY.md for the evidence behind each):
-#:
-#: * ``actinn``: the paper's gene filters, network and training, unchanged.
-#: * ``transfer``: the recommended mode, for references applied to other datasets
-#:   (platforms, labs, conditions, species). Every expressed gene (no percentile filter:
-#:   the most expressed genes are often a type's markers); a second, linear head (genes ->
-#:   types, fed the genes before input dropout) beside the hidden layers, each head trained
-#:   as a classifier and the call the mean of their logits; Adam at 1e-3 for at least
-#:   2,000 steps, input dropout 0.5 and four times ACTINN's L2.
-#: * ``robust``: the previous cross-dataset preset (Adam at 1e-3, input dropout 0.5).
-PRESETS: Dict[str, Dict[str, Any]] = {
-    "actinn": {},
-    "transfer": {"learning_rate": 1e-3, "input_dropout": 0.5, "min_steps": 2000, "l2": 0.02,
-                 "linear_skip": True, "low_percentile": 0.0, "high_percentile": 100.0},
-    "robust": {"learning_rate": 1e-3, "input_dropout": 0.5},
-}
-#: The mode ``train_reference`` and ``deepchem-actinn train`` use unless told otherwise;
-#: ``ACTINNModel`` itself defaults to the paper's ``"actinn"``.
-DEFAULT_PRESET = "transfer"
-
-_PRESET_SUMMARIES = {
-    "actinn": "the paper's ACTINN training",
-    "transfer": "the recommended mode for annotating other datasets",
-    "robust": "ACTINN at a 10x learning rate with input dropout",
-}
+PREDICT_BATCH = 8192
+#: Most probabilities (cells x classes) one prediction block holds: PREDICT_BATCH cells up
+#: to 2,048 classes, fewer cells beyond, so 30,000 classes never need cells x classes.
+PREDICT_VALUES = 1 << 24
 
 
-def describe_preset(preset: str) -> str:
-    """One line naming the mode a model was trained in.
-
-    >>> describe_preset("actinn")
-    "model trained with preset 'actinn' (the paper's ACTINN training)"
-    """
-    summary = _PRESET_SUMMARIES.get(preset)
-    return f"model trained with preset '{preset}'" + (f" ({summary})" if summary else "")
+def predict_rows(n_classes: int) -> int:
+    """Cells per prediction block: at most :data:`PREDICT_VALUES` probabilities each."""
+    return max(1, min(PREDICT_BATCH, PREDICT_VALUES // max(int(n_classes), 1)))
 
 
-def preset_settings(preset: str, **overrides: Any) -> Dict[str, Any]:
-    """Every setting of a preset (network, training, gene selection), ``overrides`` applied.
-
-    >>> preset_settings("robust", epochs=10)["learning_rate"], preset_settings("actinn")["l2"]
-    (0.001, 0.005)
-    >>> preset_settings("transfer", class_weight=None)["class_weight"] is None
-    True
-    """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
-    known = {**ACTINN_DEFAULTS, **TRAINING_OPTIONS, **GENE_SELECTION_DEFAULTS}
-    unknown = sorted(set(overrides) - set(known))
-    if unknown:
-        raise TypeError(f"unknown setting{'s' if len(unknown) > 1 else ''} "
-                        f"{', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return {**known, **PRESETS[preset], **overrides}
-
-
-def featurizer_for(preset: str = "actinn", min_gene_overlap: float = 0.1,
-                   **overrides: Any) -> ScRNAFeaturizer:
-    """An unfitted :class:`ScRNAFeaturizer` with a preset's gene selection.
-
-    >>> featurizer_for("actinn").high_percentile
-    99.0
-    """
-    settings = preset_settings(preset, **overrides)
-    return ScRNAFeaturizer(low_percentile=float(settings["low_percentile"]),
-                           high_percentile=float(settings["high_percentile"]),
-                           exclude_genes=settings["exclude_genes"],
-                           min_gene_overlap=min_gene_overlap)
-
+#: What :meth:`ACTINNModel.predict_blocks` yields: probabilities, logits, embedding.
+PredictionBlock = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 #: Keyword arguments ACTINNModel passes on to ``dc.models.TorchModel``; any other is a
 #: mistake (a misspelt setting would otherwise vanish into DeepChem's ``**kwargs``).
@@ -236,6 +171,8 @@ class ActinnClassifier(nn.Module):
     >>> tuple(probs.shape), tuple(logits.shape), tuple(embedding.shape)
     ((2, 1, 4), (2, 1, 4), (2, 25))
     """
+
+    temperature: torch.Tensor  # a buffer (saved with the weights)
 
     def __init__(self, n_genes: int, n_classes: int,
                  hidden_sizes: Sequence[int] = (100, 50, 25), input_dropout: float = 0.0,
@@ -802,12 +739,8 @@ class ACTINNModel(TorchModel):
         """
         labels = np.asarray(dataset.y).ravel().astype(np.int64)
         known = labels >= 0
-        self.model.eval()
-        chunks = []
-        with torch.no_grad():
-            for (X_b,), _, _ in self.default_generator(dataset, mode="predict"):
-                x = X_b if isinstance(X_b, torch.Tensor) else torch.as_tensor(X_b)
-                chunks.append(self.model(x.to(self.device))[1].mean(dim=1).double().cpu())
+        chunks = [torch.as_tensor(z, dtype=torch.float64) for _, z, _ in
+                  self.predict_blocks(dataset)]
         z = torch.cat(chunks)[torch.as_tensor(known)] if chunks else torch.zeros(0)
         target = torch.as_tensor(labels[known])
         log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
@@ -826,9 +759,41 @@ class ACTINNModel(TorchModel):
         self.model.temperature.fill_(temperature)
         return temperature
 
-    def predict_proba(self, dataset: dc.data.Dataset) -> np.ndarray:
-        """Class probabilities, shape ``(n_cells, n_classes)``."""
-        return np.asarray(self.predict(dataset)).reshape(-1, self.n_classes)
+    def predict_blocks(self, data: Any, rows: Optional[int] = None) -> Iterator[PredictionBlock]:
+        """``(probabilities, logits, embedding)`` of featurised cells, one block at a time.
+
+        The one inference path: ``predict_proba``, ``annotate``, the training
+        history and ``fit_temperature`` all call it. ``data`` is a cells x
+        genes matrix (dense or scipy sparse) or a dataset (its ``X``; a
+        sharded one shard window after another, in order). A block holds
+        ``rows`` cells (default :func:`predict_rows`: a bounded number of
+        probabilities, whatever the numbers of cells and classes). Every input
+        takes the same sparse path in canonical CSR form, so dense and sparse
+        copies of the cells get identical numbers (dense BLAS and the sparse
+        first layer sum in different orders). The network is in evaluation
+        mode while a block is computed.
+        """
+        step = int(rows) if rows else predict_rows(self.n_classes)
+        for X in _matrices(data):
+            for start in range(0, X.shape[0], step):
+                block = sp.csr_matrix(X[start:start + step], dtype=np.float32)
+                block.sum_duplicates()  # sorted column indices within each cell
+                block.eliminate_zeros()
+                module = self.model
+                was_training = module.training
+                module.eval()
+                try:
+                    with torch.no_grad():  # per block: a suspended generator must not hold it
+                        p, z, h = module(to_torch_csr(block, self.device))
+                finally:
+                    module.train(was_training)
+                # Logits: the mean over the heads, what the call is made of.
+                yield (p[:, 0, :].cpu().numpy(), z.mean(dim=1).cpu().numpy(), h.cpu().numpy())
+
+    def predict_proba(self, dataset: Any) -> np.ndarray:
+        """Class probabilities, shape ``(n_cells, n_classes)`` (:meth:`predict_blocks`)."""
+        blocks = [p for p, _, _ in self.predict_blocks(dataset)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.n_classes), np.float32)
 
     def predict_labels(self, dataset: dc.data.Dataset) -> np.ndarray:
         """The most probable cell-type name of each cell."""
@@ -979,13 +944,6 @@ def _load_tensors(path: str, device: Any) -> Any:
         return torch.load(path, map_location=device, weights_only=True)
 
 
-def _metadata_digest(meta: Dict[str, Any]) -> str:
-    """SHA-256 of the metadata as canonical JSON, without its own digest field."""
-    body = {k: v for k, v in meta.items() if k != "metadata_sha256"}
-    canonical = json.dumps(json.loads(json.dumps(body)), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -1004,3 +962,14 @@ def _write_bytes(path: str, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _matrices(data: Any) -> Iterator[Any]:
+    """The cells x genes matrices of ``data``: itself, a dataset's ``X``, or shard windows."""
+    if hasattr(data, "windows"):  # ShardedCellDataset: no X in memory
+        for X, _, _ in data.windows(shuffle=False):
+            yield X
+    elif isinstance(data, dc.data.Dataset):
+        yield data.X
+    else:
+        yield data

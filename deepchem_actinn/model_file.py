@@ -48,6 +48,12 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 
 from deepchem_actinn.errors import ModelFileError
+from deepchem_actinn.presets import PRESETS, preset_settings
+
+MODEL_FILE = "actinn_model.json"
+WEIGHTS_FILE = "weights.pt"
+MODEL_FORMAT = "deepchem_actinn.model"
+MODEL_FORMAT_VERSION = 2
 
 #: Largest ``actinn_model.json`` read (gene lists of big references are a few MB);
 #: parsed JSON takes up to ~12x its size in memory.
@@ -127,7 +133,6 @@ def one_of(*choices: Any) -> Check:
 
 
 def preset(value: Any) -> str:
-    from deepchem_actinn.model import PRESETS  # the presets of this version of the package
     return one_of(*PRESETS)(value)  # type: ignore[no-any-return]
 
 
@@ -307,8 +312,6 @@ def network_parameters(n_genes: int, n_classes: int, hidden_sizes: Sequence[int]
 def declared_parameters(meta: Mapping[str, Any]) -> int:
     """:func:`network_parameters` of checked metadata, settings missing from it taken from
     its preset (as loading does)."""
-    from deepchem_actinn.model import preset_settings
-
     hyper = meta["hyperparameters"]
     network = preset_settings(hyper.get("preset", "actinn"),
                               **{k: v for k, v in hyper.items() if k not in ("preset", "seed")})
@@ -321,13 +324,6 @@ def validate_metadata(meta: Any, folder: str) -> Dict[str, Any]:
 
     Returns the checked metadata (numbers normalised, defaults not filled in).
     """
-    from deepchem_actinn.model import (
-        MODEL_FILE,
-        MODEL_FORMAT,
-        MODEL_FORMAT_VERSION,
-        _metadata_digest,
-    )
-
     def fail(problem: str) -> ModelFileError:
         return ModelFileError(f"{MODEL_FILE}: {problem}", folder)
 
@@ -389,7 +385,6 @@ def _reject_duplicate_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
 
 def parse_metadata(raw: bytes, folder: str) -> Any:
     """JSON from ``actinn_model.json``'s bytes; every failure is one ModelFileError line."""
-    from deepchem_actinn.model import MODEL_FILE
     containers = raw.count(b"[") + raw.count(b"{")  # an upper bound: brackets in names count
     if containers > MAX_METADATA_CONTAINERS:
         raise ModelFileError(f"{MODEL_FILE} holds {containers:,} JSON arrays or objects; a model "
@@ -438,7 +433,6 @@ def _read_bounded(name: str, folder: str, dir_fd: Optional[int], limit: int,
 
 
 def _read_once(folder: str, with_weights: bool) -> Tuple[Dict[str, Any], Optional[bytes]]:
-    from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE
     dir_fd = None
     if _DIR_FD:
         try:
@@ -495,7 +489,6 @@ def read_model_snapshot(folder: str, with_weights: bool = True
 
 def load_weights(data: bytes, folder: str) -> Dict[str, torch.Tensor]:
     """Tensors from ``weights.pt``'s bytes: an uncompressed PyTorch archive of finite floats."""
-    from deepchem_actinn.model import WEIGHTS_FILE
     refused = (f"{WEIGHTS_FILE} is not a PyTorch archive of tensors (a bare pickle or an old "
                "torch format): refused, since loading it could run code")
     try:
@@ -546,3 +539,10 @@ def _show(value: Any) -> str:
     """A short repr of a value from a file (it may be huge or multi-line)."""
     shown = repr(value)
     return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+def _metadata_digest(meta: Dict[str, Any]) -> str:
+    """SHA-256 of the metadata as canonical JSON, without its own digest field."""
+    body = {k: v for k, v in meta.items() if k != "metadata_sha256"}
+    canonical = json.dumps(json.loads(json.dumps(body)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

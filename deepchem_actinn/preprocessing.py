@@ -107,6 +107,25 @@ def gene_sums(L: Matrix) -> Tuple[np.ndarray, np.ndarray]:
     return L64.sum(axis=0), np.square(L64).sum(axis=0)
 
 
+def log_gene_sums(X: Matrix, target_sum: float = TARGET_SUM
+                  ) -> Tuple[np.ndarray, np.ndarray, int, int]:
+    """:func:`gene_sums` of the log-normalised cells of raw counts ``X`` that are not empty.
+
+    Returns ``(total, squares, n_used, n_empty)``: what the streamed fit adds
+    up chunk by chunk and the distributed fit over processes, the same float
+    values :meth:`ScRNAFeaturizer.fit` sums in memory.
+
+    >>> import numpy as np
+    >>> total, squares, used, empty = log_gene_sums(np.array([[1.0, 1.0], [0.0, 0.0]]), 2.0)
+    >>> total.tolist(), used, empty
+    ([1.0, 1.0], 1, 1)
+    """
+    library = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    rows = np.flatnonzero(library > 0)
+    total, squares = gene_sums(normalize_log2(take_rows(X, rows), target_sum, library[rows]))
+    return total, squares, len(rows), len(library) - len(rows)
+
+
 def gene_statistics(L: Matrix) -> Tuple[np.ndarray, np.ndarray]:
     """Total expression and coefficient of variation (population std / mean) of each column.
 

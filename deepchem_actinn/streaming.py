@@ -17,8 +17,9 @@ Memory stays proportional to one chunk of cells, not to the file:
 Training (:func:`fit_on_shards`, or ``model.fit(shards)``) then shuffles
 twice every epoch: a fresh random order of shards, and a fresh permutation
 of the cells of each window of ``buffer_shards`` shards. Peak memory is one
-window, whatever the number of cells. :func:`train_streaming` runs the
-whole pipeline; :func:`predict_streaming` annotates a file chunk by chunk.
+window, whatever the number of cells. :func:`deepchem_actinn.train.train_streaming`
+runs the whole pipeline; :func:`deepchem_actinn.annotation.predict_streaming` annotates a
+file chunk by chunk.
 
 Command line::
 
@@ -42,7 +43,6 @@ import deepchem as dc
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.file_checks import (
@@ -62,7 +62,7 @@ from deepchem_actinn.io import (
     string_dataset,
     tenx_v2_genome,
 )
-from deepchem_actinn.preprocessing import ScRNAFeaturizer, gene_sums, normalize_log2
+from deepchem_actinn.preprocessing import ScRNAFeaturizer, log_gene_sums
 from deepchem_actinn.sparse import SparseCellDataset, to_torch_csr
 
 logger = logging.getLogger(__name__)
@@ -295,7 +295,7 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
 
     With ``labels``, only labelled cells count (as in memory, where cells are
     joined to their labels first). Cells with zero counts are left out.
-    ``reduce`` sums ``[totals, squares, n_cells]`` over the processes of a
+    ``reduce`` sums ``[totals, squares, n_used, n_empty]`` over the processes of a
     distributed run (each having read its own part), so all fit the same genes.
 
     Returns
@@ -321,18 +321,16 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
             classes.update(names[known].tolist())
             X = X[np.flatnonzero(known)]
         X_in = X[:, columns] if len(columns) != X.shape[1] else X
-        library = np.asarray(X_in.sum(axis=1), dtype=np.float64).ravel()
-        n_empty += int((library == 0).sum())
-        rows = np.flatnonzero(library > 0)
         # The float32 values fit() sees, summed in float64 as it sums them.
-        chunk_total, chunk_squares = gene_sums(
-            normalize_log2(X_in[rows], featurizer.target_sum, library[rows]))
+        chunk_total, chunk_squares, used, empty = log_gene_sums(X_in, featurizer.target_sum)
         total += chunk_total
         squares += chunk_squares
-        n_used += len(rows)
+        n_used += used
+        n_empty += empty
     if reduce is not None:
-        sums = reduce(np.concatenate([total, squares, [n_used]]))
-        total, squares, n_used = sums[:len(columns)], sums[len(columns):-1], int(sums[-1])
+        sums = reduce(np.concatenate([total, squares, [n_used, n_empty]]))
+        total, squares = sums[:len(columns)], sums[len(columns):-2]
+        n_used, n_empty = int(sums[-2]), int(sums[-1])
     if n_used == 0:
         raise InputError("no labelled cell with non-zero counts" if lookup is not None
                          else "every cell has zero counts", counts.path)
@@ -637,47 +635,6 @@ def fit_on_shards(model: Any, shards: ShardedCellDataset, nb_epoch: Optional[int
     return float(model.fit_generator(shard_generator(model, shards, epochs), **fit_kwargs))
 
 
-def train_streaming(counts: Union[PathLike, ChunkedCounts], labels: Union[PathLike, pd.Series],
-                    work_dir: PathLike,
-                    *, preset: str = "transfer", seed: int = 0,
-                    device: Optional[Union[str, torch.device]] = None,
-                    chunk_cells: int = CHUNK_CELLS, shard_cells: int = SHARD_CELLS,
-                    buffer_shards: int = 4, restrict_to: Optional[Sequence[str]] = None,
-                    min_gene_overlap: float = 0.1,
-                    callbacks: Union[Callable, List[Callable]] = [],
-                    **model_kwargs: Any) -> Any:
-    """Both passes, then training from shards: :func:`train_reference` for files of any size.
-
-    ``work_dir`` receives the shards (delete it afterwards); the returned
-    model saves like any other (``model.save(dir)``). ``callbacks`` are
-    DeepChem ``fit`` callbacks, called after every step.
-    """
-    from deepchem_actinn.model import GENE_SELECTION_DEFAULTS, ACTINNModel, featurizer_for
-    from deepchem_actinn.validation import check_training_classes
-
-    source = counts if isinstance(counts, ChunkedCounts) else ChunkedCounts(counts)
-    selection = {k: model_kwargs.pop(k) for k in list(model_kwargs)
-                 if k in GENE_SELECTION_DEFAULTS}
-    featurizer, stats = fit_featurizer_streaming(
-        source, labels, restrict_to=restrict_to, chunk_cells=chunk_cells,
-        featurizer=featurizer_for(preset, min_gene_overlap=min_gene_overlap, **selection))
-    check_training_classes(stats.classes, None if isinstance(labels, pd.Series)
-                           else os.fspath(labels))
-    if len(stats.classes) < 2:
-        raise InputError("the training labels hold fewer than two cell types", source.path)
-    logger.info("pass 1: %d cells used, %d unlabelled, %d empty, %d genes kept in %.1fs",
-                stats.n_used, stats.n_unlabelled, stats.n_empty, len(featurizer.genes_),
-                stats.seconds)
-    shards = write_shards(source, featurizer, work_dir, labels, classes=list(stats.classes),
-                          shard_cells=shard_cells, chunk_cells=chunk_cells, seed=seed)
-    shards.buffer_shards = max(1, int(buffer_shards))
-    model = ACTINNModel(len(featurizer.genes_), len(stats.classes), preset=preset,
-                        classes=stats.classes, featurizer=featurizer, seed=seed,
-                        device=device, **model_kwargs)
-    fit_on_shards(model, shards, callbacks=callbacks, checkpoint_interval=0)
-    return model
-
-
 def chunk_transform(featurizer: ScRNAFeaturizer, genes: np.ndarray) -> Any:
     """``featurizer.transform`` for many chunks with the same genes, mapping genes once.
 
@@ -705,16 +662,3 @@ def chunk_transform(featurizer: ScRNAFeaturizer, genes: np.ndarray) -> Any:
         return out
 
     return transform
-
-
-def predict_streaming(model: Any, counts: PathLike, chunk_cells: int = CHUNK_CELLS
-                      ) -> Tuple[np.ndarray, np.ndarray]:
-    """Class probabilities of every cell of a file, chunk by chunk: ``(ids, probabilities)``.
-
-    ``annotate(counts, model, chunk_cells=...)`` gives the same with names.
-    """
-    from deepchem_actinn.annotate import annotate
-
-    result = annotate(os.fspath(counts), model, chunk_cells=chunk_cells)
-    assert result.probabilities is not None  # kept by default
-    return result.cell_ids, result.probabilities

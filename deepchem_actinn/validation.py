@@ -2,7 +2,7 @@
 
 One rule per argument name (:data:`RANGES`): the CLI's option types and the
 Python functions (:class:`~deepchem_actinn.model.ACTINNModel`,
-:func:`~deepchem_actinn.annotate.annotate`) refuse the same values with the
+:func:`~deepchem_actinn.annotation.annotate`) refuse the same values with the
 same one-line :class:`OptionError`.
 
 >>> check_number("epochs", 3)
@@ -21,10 +21,12 @@ import math
 import numbers
 import operator
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 from deepchem_actinn.errors import ActinnError, InputError
 
+#: The label of cells below a threshold (no cell type); no training type may be named so.
+UNASSIGNED = "Unassigned"
 #: Seeds feed numpy's and torch's generators; numpy's legacy range keeps them portable.
 SEED_MAX = 2 ** 32 - 1
 #: Counts (epochs, cells per chunk, ...) beyond int32 overflow numpy/torch index types.
@@ -220,9 +222,21 @@ def check_training_classes(classes: Iterable[Any], source: Optional[str]) -> Non
     A model with such a class would mix its calls with the cells ``--threshold``
     leaves unassigned (``evaluate``'s coverage, ``to_adata``'s categories).
     """
-    from deepchem_actinn.annotate import UNASSIGNED
-
     if any(str(c) == UNASSIGNED for c in classes):
         raise InputError(f"a cell type is named '{UNASSIGNED}', the label given to cells below "
                          "--threshold; rename that type (e.g. 'Unassigned cells') in the "
                          "training labels", source)
+
+
+def option_type(name: str) -> Callable[[str], Any]:
+    """An argparse ``type`` parsing a number and checking it with the rule of ``name``
+    (:data:`RANGES`), the rule the Python API applies too."""
+    def parse(text: str) -> Any:
+        try:
+            return parse_number(name, text)
+        except OptionError as error:
+            import argparse
+            raise argparse.ArgumentTypeError(error.requirement) from None
+
+    parse.__name__ = name
+    return parse

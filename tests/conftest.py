@@ -18,7 +18,7 @@ with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.St
     logging.disable(logging.NOTSET)
 logging.getLogger("deepchem").setLevel(logging.ERROR)
 
-from deepchem_actinn.datasets import sample_files, tutorial_files  # noqa: E402
+from deepchem_actinn.sample_data import sample_files, tutorial_files  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)

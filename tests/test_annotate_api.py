@@ -16,9 +16,9 @@ from conftest import write_labels
 
 import deepchem_actinn as da
 from deepchem_actinn import cli
-from deepchem_actinn.annotate import UNASSIGNED
 from deepchem_actinn.errors import GeneOverlapError
 from deepchem_actinn.io import CountMatrix
+from deepchem_actinn.validation import UNASSIGNED
 
 anndata = pytest.importorskip("anndata")
 

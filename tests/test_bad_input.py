@@ -116,23 +116,23 @@ def _matrix_case(name, path, data):
         return path, r"not found"
     if name == "directory":
         os.mkdir(path)
-        return path, r"directory|folder"
+        return path, r"folder holds no matrix\.mtx"
     if name == "not hdf5":
         with open(path, "w") as handle:
             handle.write("this is not a count matrix\n")
-        return path, r"not an HDF5|not a recogni[sz]ed|neither|single column|not numeric"
+        return path, r"neither tab- nor comma-separated"
     if name == "random bytes":
         with open(path, "wb") as handle:
             handle.write(np.random.default_rng(0).bytes(2048))
-        return path, r"not an HDF5|not a recogni[sz]ed|neither|cannot read"
+        return path, r"not a recognised count-matrix format"
     if name == "hdf5 without dataframe":
         with h5py.File(path, "w") as handle:
             handle["x"] = np.ones((3, 3))
-        return path, r"no pandas DataFrame|neither|not a count"
+        return path, r"neither pandas HDF, 10x Genomics HDF5 nor \.h5ad \(top-level keys: x\)"
     if name == "empty hdf5":
         with h5py.File(path, "w"):
             pass
-        return path, r"no pandas DataFrame|neither|not a count"
+        return path, r"neither pandas HDF, 10x Genomics HDF5 nor \.h5ad \(top-level keys: none\)"
     if name == "two dataframes":
         write_counts(path, data["X"], GENES, CELLS, key="first")
         write_counts(path, data["X"], GENES, CELLS, key="second")
@@ -145,7 +145,7 @@ def _matrix_case(name, path, data):
         size = os.path.getsize(path)
         with open(path, "r+b") as handle:
             handle.truncate(size // 3)
-        return path, r"cannot read|damaged|truncated"
+        return path, r"cannot read HDF5 file: .*truncated"
     if name == "no cells":
         _write_frame(path, pd.DataFrame(np.zeros((N_GENES, 0)), index=GENES))
         return path, r"no cells"
@@ -169,7 +169,7 @@ def _matrix_case(name, path, data):
         return path, r"2 negative.*raw counts"
     if name == "label file as counts":
         write_labels(path, {"cell0": "B", "cell1": "T"})
-        return path, r"not an HDF5|not a recogni[sz]ed|neither|not numeric|single column"
+        return path, r"column 'B' is not numeric"
     raise AssertionError(name)
 
 
@@ -249,7 +249,7 @@ def test_zero_count_cells_are_dropped_from_training(data, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(train_argv(path, data["labels"], tmp_path / "model")) == 0
     err = capsys.readouterr().err
-    assert re.search(r"warning: .*counts.h5: dropped 4 cells with zero counts", err), err
+    assert re.search(r"warning: .*counts.h5: dropped 4 training cells with zero counts", err), err
 
 
 def test_all_cells_zero(data, tmp_path, capsys):
@@ -392,8 +392,8 @@ def test_single_cell_type(data, tmp_path, capsys):
     path = write_labels(tmp_path / "one.tsv", {c: "B cell" for c in CELLS})
     line = cli_error(capsys, *train_argv(data["counts"], path, tmp_path / "model"))
     assert path in line and "single cell type ('B cell')" in line
-    py_error(lambda: da.train_reference(data["counts"], path, epochs=1), data["counts"],
-             r"single cell type")
+    py_error(lambda: da.train_reference(data["counts"], path, epochs=1), path,
+             r"single cell type \('B cell'\)")
 
 
 def test_stratified_split_with_a_one_cell_type():

@@ -69,7 +69,8 @@ def test_train_predict_evaluate_in_subprocesses(samples, tmp_path):
     lines = dict(line.split("\t", 1) for line in evaluate.stdout.splitlines()
                  if line.count("\t") == 1)
     assert int(lines["cells"]) == 246
-    assert 0.0 <= float(lines["accuracy"]) <= 1.0 and "macro_f1" in lines
+    # The tutorial's sample 1 -> sample 2 task: ACTINN calls these cells well.
+    assert float(lines["accuracy"]) >= 0.8 and float(lines["macro_f1"]) >= 0.5  # 0.88 here
     assert "754 of 1000 predicted cells have no label" in evaluate.stderr
 
 

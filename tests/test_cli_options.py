@@ -21,10 +21,11 @@ from conftest import write_counts, write_labelled_counts, write_labels
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 import deepchem_actinn as da
-import deepchem_actinn.annotate as annotate_module
+import deepchem_actinn.model as model_module
 from deepchem_actinn import cli
 from deepchem_actinn.atomic import atomic_file, atomic_files
 from deepchem_actinn.errors import OutputError
+from deepchem_actinn.evaluation import evaluation_report
 from deepchem_actinn.model import ActinnClassifier, ACTINNModel
 from deepchem_actinn.validation import OptionError
 
@@ -181,7 +182,7 @@ def test_many_types_never_need_a_cells_by_types_matrix(tmp_path, monkeypatch, ca
     query = write_counts(tmp_path / "query.h5", counts[:300], cells=[f"cell{i}" for i in
                                                                     range(300)])
     budget = 1 << 18  # probabilities a block: 87 cells at 3000 types, not 3000 x 3000
-    monkeypatch.setattr(annotate_module, "PREDICT_VALUES", budget)
+    monkeypatch.setattr(model_module, "PREDICT_VALUES", budget)
     blocks = []
     forward = ActinnClassifier.forward
 
@@ -249,7 +250,7 @@ def test_evaluation_report_matches_scikit_learn():
     truth = rng.choice(types[:30], size=2000)
     predicted = np.where(rng.random(2000) < 0.5, truth, rng.choice(types + ["Unassigned"],
                                                                     size=2000))
-    report = cli.evaluation_report(predicted, truth)
+    report = evaluation_report(predicted, truth)
     classes = sorted(set(truth))
     precision, recall, f1, support = precision_recall_fscore_support(
         truth, predicted, labels=classes, zero_division=0)

@@ -66,7 +66,7 @@ def test_encode_labels_is_sorted_and_deterministic():
     y, classes = encode_labels(["T", "B", "NK", "B"])
     assert classes.tolist() == ["B", "NK", "T"] and y.ravel().tolist() == [2, 0, 1, 0]
     y2, classes2 = encode_labels(["B", "NK", "B", "T"])
-    assert classes2.tolist() == classes.tolist()
+    assert classes2.tolist() == classes.tolist() and y2.ravel().tolist() == [0, 1, 0, 2]
 
 
 def test_select_keeps_genes_and_classes(sample_1):

@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from deepchem_actinn import datasets
+from deepchem_actinn import sample_data as datasets
 
 TUTORIAL = ("train_sample.h5", "train_label_sample.txt", "test_sample.h5",
             "test_label_sample.txt")
@@ -70,7 +70,8 @@ def test_bundled_files_are_returned_and_match_their_checksums(no_network):
     assert samples.sample_2_labels.endswith("labels_2_partial.txt")  # never labels_2.txt
 
 
-def test_public_files_are_downloaded_from_deepchem():
+def test_public_files_point_at_deepchem_urls():
+    """The download sources (downloading itself: the tests below, served locally)."""
     for name in TUTORIAL:
         assert datasets.FILES[name][1].startswith(
             "https://raw.githubusercontent.com/deepchem/deepchem/")
@@ -153,3 +154,10 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert datasets.default_cache_dir() == str(tmp_path)
     monkeypatch.delenv("DEEPCHEM_ACTINN_CACHE")
     assert datasets.default_cache_dir().endswith(os.path.join(".cache", "deepchem_actinn"))
+
+
+def test_the_former_module_name_still_imports():
+    from deepchem_actinn import datasets as former
+
+    assert former.tutorial_files is datasets.tutorial_files
+    assert former.sample_files() == datasets.sample_files()

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from conftest import write_counts, write_labels
 
-from deepchem_actinn.annotate import annotate, train_reference
+from deepchem_actinn.annotation import annotate
 from deepchem_actinn.data import ScRNALoader, StratifiedSplitter
 from deepchem_actinn.io import read_counts, read_labels
 from deepchem_actinn.model import ACTINNModel
 from deepchem_actinn.streaming import rank_rows
+from deepchem_actinn.train import train_reference
 
 EPOCHS = 10
 
@@ -69,6 +70,7 @@ def single(split):
                            learning_rate=1e-3, device="cpu")
 
 
+@pytest.mark.slow
 def test_two_ranks_stream_10x_files_into_shards_of_their_own(split, single):
     """A 10x file is streamed: rank shards in --work-dir, removed; the same featurizer."""
     from deepchem_actinn.writers import write_counts
@@ -85,6 +87,7 @@ def test_two_ranks_stream_10x_files_into_shards_of_their_own(split, single):
     assert accuracy(distributed, split) >= accuracy(single, split) - 0.04
 
 
+@pytest.mark.slow
 def test_two_cpu_ranks_match_single_process(split, single):
     model_dir = split["folder"] / "ddp_model"
     distributed = launch_two_ranks(split["train"], split["train_labels"], model_dir)

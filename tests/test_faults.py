@@ -60,6 +60,7 @@ def python_script(code, *args):
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sigkill_during_training(tutorial, small, tmp_path):
     previous = shutil.copytree(small["A"], tmp_path / "previous")
     before = digests(previous)
@@ -119,6 +120,7 @@ KILL_IN_SAVE = """
 """
 
 
+@pytest.mark.slow
 def test_sigkill_inside_save(small, tmp_path):
     before_json = shutil.copytree(small["A"], tmp_path / "before_json")
     after_swap = shutil.copytree(small["A"], tmp_path / "after_swap")
@@ -217,6 +219,7 @@ KILL_IN_PREDICT = """
 """
 
 
+@pytest.mark.slow
 def test_sigkill_while_writing_predictions(small, tmp_path):
     fresh = tmp_path / "fresh.tsv"
     existing = tmp_path / "existing.tsv"

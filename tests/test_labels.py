@@ -16,6 +16,7 @@ from conftest import synthetic_counts, write_counts, write_labels
 import deepchem_actinn as da
 from deepchem_actinn import cli
 from deepchem_actinn.errors import InputError
+from deepchem_actinn.evaluation import evaluation_report, read_predictions
 from deepchem_actinn.io import CountMatrix
 from deepchem_actinn.writers import write_counts as write_matrix
 
@@ -56,7 +57,7 @@ def test_missing_value_words_are_cell_types_everywhere(tmp_path, capsys):
     calls, probabilities = tmp_path / "calls.tsv", tmp_path / "probabilities.tsv"
     assert cli.main(["predict", "--model-dir", os.fspath(model), "--test-set", path, "--output",
                      os.fspath(calls), "--probabilities", os.fspath(probabilities)]) == 0
-    predictions = cli.read_predictions(os.fspath(calls))
+    predictions = read_predictions(os.fspath(calls))
     assert set(predictions["cell_type"]) <= set(MISSING_WORDS)
     assert not predictions["cell_type"].isna().any()
     header = probabilities.read_text().splitlines()[0].split("\t")
@@ -83,12 +84,12 @@ def test_missing_value_words_are_cell_types_everywhere(tmp_path, capsys):
 def test_predictions_with_missing_value_words_and_empty_names(tmp_path):
     table = tmp_path / "calls.tsv"
     table.write_text("cell_id\tcell_type\tprobability\nNA\tnull\t0.9\nnan\tNone\t0.8\n")
-    frame = cli.read_predictions(os.fspath(table))
+    frame = read_predictions(os.fspath(table))
     assert frame.index.tolist() == ["NA", "nan"]
     assert frame["cell_type"].tolist() == ["null", "None"]
     table.write_text("cell_id\tcell_type\tprobability\na\t\t0.9\n")
     with pytest.raises(InputError, match="1 predictions have an empty cell_type"):
-        cli.read_predictions(os.fspath(table))
+        read_predictions(os.fspath(table))
 
 
 def test_unassigned_as_a_training_type_is_refused(tmp_path, capsys):
@@ -129,4 +130,4 @@ def test_evaluate_leaves_out_cells_labelled_unassigned(tmp_path, capsys):
                                                                    "Unassigned"))
     line = one_line_error(capsys, "evaluate", "--predictions", calls, "--labels", everything)
     assert f"{everything}: every scored cell is labelled 'Unassigned'" in line
-    assert np.isfinite(cli.evaluation_report(["B", "T"], ["B", "B"])["macro_f1"])
+    assert np.isfinite(evaluation_report(["B", "T"], ["B", "B"])["macro_f1"])

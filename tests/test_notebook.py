@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbclient
 import nbformat
+import pytest
 
 NOTEBOOK = (Path(__file__).resolve().parents[1] / "tutorials"
             / "actinn_cell_type_identification.ipynb")
@@ -45,6 +46,7 @@ def test_notebook_uses_the_package_data_only():
     assert "/work/" not in text and "http://" not in text
 
 
+@pytest.mark.slow
 def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     # A kernel of this very interpreter, whatever kernels the machine has installed.
     spec = tmp_path / "jupyter" / "kernels" / KERNEL

@@ -21,7 +21,7 @@ def wheel(tmp_path_factory):
 
 def test_wheel_carries_bundled_data(wheel):
     names = set(wheel.namelist())
-    from deepchem_actinn.datasets import FILES
+    from deepchem_actinn.sample_data import FILES
     for name in FILES:
         assert f"deepchem_actinn/bundled/{name}" in names
     assert "deepchem_actinn/py.typed" in names

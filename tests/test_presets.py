@@ -10,7 +10,6 @@ import pytest
 import torch
 from conftest import synthetic_counts
 
-from deepchem_actinn.annotate import train_reference
 from deepchem_actinn.io import CountMatrix
 from deepchem_actinn.model import (
     ACTINN_DEFAULTS,
@@ -23,6 +22,7 @@ from deepchem_actinn.model import (
     featurizer_for,
 )
 from deepchem_actinn.preprocessing import TECHNICAL_GENES
+from deepchem_actinn.train import train_reference
 
 
 def _reference(n_cells=90, seed=0):

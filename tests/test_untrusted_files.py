@@ -26,10 +26,10 @@ from conftest import write_counts, write_labelled_counts
 
 import deepchem_actinn as da
 from deepchem_actinn import cli
-from deepchem_actinn.datasets import sample_files, tutorial_files
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.io import check_counts, read_counts, read_pandas_hdf
 from deepchem_actinn.pandas_hdf import literal_pickle
+from deepchem_actinn.sample_data import sample_files, tutorial_files
 from deepchem_actinn.streaming import ChunkedCounts
 from deepchem_actinn.writers import write_10x_h5
 

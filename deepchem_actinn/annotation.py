@@ -1,4 +1,4 @@
-"""One-call training of a reference and annotation of new cells.
+"""Annotation of new cells with a trained reference (training: :mod:`deepchem_actinn.train`).
 
 >>> # model = train_reference("train.h5", "train_labels.tsv")
 >>> # result = annotate("query.h5", model, threshold=0.5)
@@ -8,194 +8,19 @@
 from __future__ import annotations
 
 import os
-import sys
-import types
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Iterator, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-import torch
 
-from deepchem_actinn.data import CellDataset, ScRNALoader
 from deepchem_actinn.errors import InputError
-from deepchem_actinn.io import (
-    CountMatrix,
-    PathLike,
-    _import_anndata,
-    finish_matrix,
-    from_anndata,
-    read_counts,
-)
-from deepchem_actinn.model import (
-    DEFAULT_PRESET,
-    GENE_SELECTION_DEFAULTS,
-    ACTINNModel,
-    featurizer_for,
-)
-from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning, ScRNAFeaturizer
-from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse, to_torch_csr
-from deepchem_actinn.validation import check_number, check_training_classes
-
-UNASSIGNED = "Unassigned"
-PREDICT_BATCH = 8192
-#: Most probabilities (cells x classes) one prediction block holds: PREDICT_BATCH cells up
-#: to 2,048 classes, fewer cells beyond, so 30,000 classes never need cells x classes.
-PREDICT_VALUES = 1 << 24
-
-
-def _is_anndata(data: Any) -> bool:
-    # Duck-typed, so anndata is imported only by those who use it.
-    return all(hasattr(data, name) for name in ("obs_names", "var_names", "layers", "X"))
-
-
-def as_count_matrix(data: Any, key: Optional[str] = None, **read_options: Any) -> CountMatrix:
-    """Accept a path (any format), an ``AnnData``, a :class:`CountMatrix` or a ``DataFrame``.
-
-    A ``DataFrame`` is genes x cells (``cells_as_rows=True``: cells x
-    genes); an ``AnnData`` gives ``X``, ``layers[layer]`` or ``raw.X``
-    (``layer=``) with ``var_names`` or a ``var`` column (``gene_column=``)
-    as genes. ``read_options`` go to :func:`~deepchem_actinn.io.read_counts`.
-    """
-    if isinstance(data, CountMatrix):
-        return data
-    if isinstance(data, pd.DataFrame):
-        frame = data.T if read_options.get("cells_as_rows") else data
-        return finish_matrix(frame.to_numpy().T, list(frame.index), list(frame.columns),
-                             "<DataFrame>")
-    if _is_anndata(data):
-        return from_anndata(data, layer=read_options.get("layer"),
-                            gene_column=read_options.get("gene_column")).finish()
-    if isinstance(data, (str, os.PathLike)):
-        return read_counts(data, key=key, **read_options)
-    raise TypeError(f"cannot read cells from a {type(data).__name__}")
-
-
-def _gene_list(query: Any) -> List[str]:
-    if query is None:
-        return []
-    if isinstance(query, (list, tuple, np.ndarray, pd.Index)):
-        return [str(g) for g in query]
-    return [str(g) for g in as_count_matrix(query).genes]
-
-
-def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
-                    labels: Union[PathLike, pd.Series], *, query: Any = None,
-                    joint: bool = False, preset: str = DEFAULT_PRESET,
-                    key: Optional[str] = None,
-                    seed: int = 0, callbacks: Union[Callable, List[Callable]] = [],
-                    device: Optional[Union[str, torch.device]] = None, sparse: bool = True,
-                    **model_kwargs: Any) -> ACTINNModel:
-    """Train an ACTINN reference from counts and labels in one call.
-
-    Parameters
-    ----------
-    counts, labels:
-        Training counts (path, :class:`CountMatrix` or genes x cells
-        DataFrame) and their ``cell_id<TAB>cell_type`` labels (path or Series).
-    query: path, CountMatrix or list of genes, optional
-        Restrict training to the genes this query shares, as ACTINN does, so
-        none of the query's model genes is zero-filled.
-    joint: bool
-        With a ``query`` matrix, fit the gene filters on training and query
-        cells together (the paper's mode) instead of on training cells only.
-    preset: str
-        ``"transfer"`` (the default, the recommended mode for annotating other
-        datasets), ``"actinn"`` (the paper's training) or another name in
-        :data:`deepchem_actinn.PRESETS`.
-    sparse: bool
-        Keep the cells sparse (CSR) from reading to training
-        (:class:`~deepchem_actinn.sparse.SparseCellDataset`, the default):
-        far less memory and 2-3x faster epochs on single-cell data, the same
-        model as dense arrays (``False``) up to float rounding.
-    **model_kwargs:
-        Settings that override the preset's: :class:`ACTINNModel`'s
-        (``epochs``, ``batch_size``, ``learning_rate``, ...) and the gene
-        selection (``low_percentile``, ``high_percentile``, ``exclude_genes``).
-        An unknown name raises ``TypeError``.
-
-    Returns
-    -------
-    ACTINNModel
-        Trained, with its featurizer and classes; ``model.save(dir)`` keeps it.
-
-    Examples
-    --------
-    >>> from deepchem_actinn.datasets import sample_files
-    >>> files = sample_files()
-    >>> model = train_reference(files.sample_1_counts, files.sample_1_labels, epochs=1)
-    >>> model.classes.tolist()
-    ['B cell', 'Granulocyte', 'Monocyte', 'NK cell', 'T cell']
-    >>> model.n_genes == len(model.featurizer.genes_)
-    True
-    """
-    matrix = as_count_matrix(counts, key=key)
-    dataset = ScRNALoader(sparse=sparse).create_dataset(matrix, labels)
-    check_training_classes(dataset.classes, None if isinstance(labels, pd.Series)
-                           else os.fspath(labels))
-    if dataset.n_classes < 2:
-        raise InputError(f"the training labels hold a single cell type "
-                         f"('{dataset.classes[0]}'); ACTINN needs at least two", matrix.source)
-    library = np.asarray(dataset.X.sum(axis=1)).ravel()
-    if (library == 0).all():
-        raise InputError("every labelled training cell has zero counts", matrix.source)
-    if (library == 0).any():
-        warnings.warn(f"{matrix.source}: dropped {int((library == 0).sum())} training cells with "
-                      "zero counts", PreprocessingWarning, stacklevel=2)
-        dataset = dataset.select(np.flatnonzero(library > 0))
-    selection = {k: model_kwargs.pop(k) for k in list(model_kwargs)
-                 if k in GENE_SELECTION_DEFAULTS}
-    featurizer = fit_featurizer(dataset, matrix.source, query, joint=joint, preset=preset,
-                                **selection)
-    features = featurize(featurizer, dataset)
-    model = ACTINNModel(len(featurizer.genes_), dataset.n_classes, preset=preset,
-                        classes=dataset.classes, featurizer=featurizer, seed=seed, device=device,
-                        **model_kwargs)
-    model.fit(features, callbacks=callbacks)
-    return model
-
-
-def fit_featurizer(dataset: Any, source: str, query: Any = None, *, joint: bool = False,
-                   min_gene_overlap: float = 0.1, preset: str = "actinn",
-                   **gene_selection: Any) -> ScRNAFeaturizer:
-    """Fit a preset's preprocessing on a raw-count training dataset.
-
-    ``query`` (path, CountMatrix or gene list) restricts the genes to those it
-    shares; with ``joint=True`` (a matrix query) the filters are fitted on
-    training and query cells together, the paper's mode. ``gene_selection``
-    overrides the preset's ``low_percentile``, ``high_percentile`` and
-    ``exclude_genes``.
-    """
-    featurizer = featurizer_for(preset, min_gene_overlap=min_gene_overlap, **gene_selection)
-    train_matrix = dataset.to_count_matrix(source)
-    if joint:
-        if query is None:
-            raise ValueError("joint=True needs a query matrix")
-        return featurizer.fit(train_matrix, joint_with=as_count_matrix(query, key=None))
-    return featurizer.fit(train_matrix,
-                          restrict_to=_gene_list(query) if query is not None else None)
-
-
-def featurize(featurizer: ScRNAFeaturizer, dataset: Any) -> Any:
-    """Apply a fitted featurizer to a raw-count :class:`CellDataset` (or a sparse one).
-
-    Examples
-    --------
-    >>> from deepchem_actinn.datasets import sample_files
-    >>> files = sample_files()
-    >>> raw = ScRNALoader().create_dataset(files.sample_1_counts, files.sample_1_labels)
-    >>> featurizer = ScRNAFeaturizer().fit(raw.to_count_matrix())
-    >>> cells = featurize(featurizer, raw)
-    >>> cells.X.shape == (len(raw), len(featurizer.genes_)), cells.ids[0] == raw.ids[0]
-    (True, True)
-    """
-    if isinstance(dataset, SparseCellDataset):
-        return featurize_sparse(featurizer, dataset)
-    X = featurizer.transform(dataset.X, dataset.genes)
-    return CellDataset(X, dataset.y if len(dataset.y) else None, dataset.w if len(dataset.y)
-                       else None, dataset.ids, genes=featurizer.genes_, classes=dataset.classes)
+from deepchem_actinn.io import PathLike, _import_anndata, as_count_matrix
+from deepchem_actinn.model import ACTINNModel
+from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning
+from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts, chunk_transform
+from deepchem_actinn.validation import UNASSIGNED, check_number
 
 
 @dataclass
@@ -218,6 +43,7 @@ class AnnotationResult:
     Examples
     --------
     >>> import numpy as np, pandas as pd
+    >>> from deepchem_actinn.train import train_reference
     >>> rng = np.random.default_rng(0)
     >>> counts = pd.DataFrame(rng.poisson(5, size=(300, 40)),  # genes x cells
     ...                       index=[f"g{i}" for i in range(300)],
@@ -309,36 +135,10 @@ class AnnotationResult:
         return adata
 
 
-def predict_rows(n_classes: int) -> int:
-    """Cells per prediction block: at most :data:`PREDICT_VALUES` probabilities each."""
-    return max(1, min(PREDICT_BATCH, PREDICT_VALUES // max(int(n_classes), 1)))
-
-
-def predict_blocks(model: ACTINNModel, X: Any) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """Probabilities and embedding of featurised cells, one block of cells at a time.
-
-    A block holds :func:`predict_rows` cells, so memory is bounded whatever the
-    numbers of cells and classes.
-    """
-    module = model.model
-    module.eval()
-    for start in range(0, X.shape[0], predict_rows(model.n_classes)):
-        # Every input takes the same (sparse) path, in canonical CSR form, so a
-        # query gets bit-identical calls whichever format it was read from (dense
-        # BLAS and the sparse first layer sum in different orders).
-        block = sp.csr_matrix(X[start:start + predict_rows(model.n_classes)],
-                              dtype=np.float32)
-        block.sum_duplicates()  # sorted column indices within each cell
-        block.eliminate_zeros()
-        with torch.no_grad():  # per block: a suspended generator must not hold it
-            p, _, h = module(to_torch_csr(block, model.device))
-        yield p[:, 0, :].cpu().numpy(), h.cpu().numpy()
-
-
 def predict_outputs(model: ACTINNModel, X: Any) -> tuple:
     """Probabilities and embedding of featurised cells in one pass, in batches."""
     probs, embeddings = [], []
-    for p, h in predict_blocks(model, X):
+    for p, _, h in model.predict_blocks(X):
         probs.append(p)
         embeddings.append(h)
     n_hidden = model.settings["hidden_sizes"][-1]
@@ -350,10 +150,10 @@ def predict_outputs(model: ACTINNModel, X: Any) -> tuple:
 def top_calls(model: ACTINNModel, X: Any) -> Tuple[np.ndarray, np.ndarray]:
     """Index and probability of each featurised cell's most probable class.
 
-    Block by block (:func:`predict_blocks`): never a cells x classes matrix.
+    Block by block (:meth:`ACTINNModel.predict_blocks`): never a cells x classes matrix.
     """
     best, top = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
-    for p, _ in predict_blocks(model, X):
+    for p, _, _ in model.predict_blocks(X):
         best.append(p.argmax(axis=1))
         top.append(p.max(axis=1))
     return np.concatenate(best), np.concatenate(top)
@@ -410,7 +210,7 @@ def prediction_blocks(data: Any, model: ACTINNModel, key: Optional[str] = None, 
 
     def blocks() -> Blocks:
         start = 0
-        for p, h in predict_blocks(model, features):
+        for p, _, h in model.predict_blocks(features):
             yield cells[start:start + len(p)], p, h
             start += len(p)
 
@@ -459,8 +259,9 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
     Examples
     --------
     >>> import os, tempfile
-    >>> from deepchem_actinn.datasets import sample_files
+    >>> from deepchem_actinn.sample_data import sample_files
     >>> files = sample_files()
+    >>> from deepchem_actinn.train import train_reference
     >>> model = train_reference(files.sample_1_counts, files.sample_1_labels, epochs=1)
     >>> folder = model.save(os.path.join(tempfile.mkdtemp(), "reference"))
     >>> result = annotate(files.sample_2_counts, folder, threshold=0.5)  # a saved reference
@@ -514,8 +315,6 @@ def _chunk_blocks(path: str, model: ACTINNModel, chunk_cells: int,
                   layer: Optional[str] = None, gene_ids: bool = False,
                   genome: Optional[str] = None) -> Tuple[GeneOverlap, Blocks]:
     """:func:`prediction_blocks` of a 10x HDF5 / CSR ``.h5ad`` file, one chunk at a time."""
-    from deepchem_actinn.streaming import ChunkedCounts, chunk_transform
-
     assert model.featurizer is not None
     source = ChunkedCounts(path, layer=layer, gene_ids=gene_ids, genome=genome)
     model.featurizer.check_overlap(source.genes, source.path)
@@ -527,7 +326,7 @@ def _chunk_blocks(path: str, model: ACTINNModel, chunk_cells: int,
             features = transform(counts)
             n_empty += int((np.asarray(features.sum(axis=1)).ravel() == 0).sum())
             start = 0
-            for p, h in predict_blocks(model, features):
+            for p, _, h in model.predict_blocks(features):
                 yield ids[start:start + len(p)], p, h
                 start += len(p)
         _check_empty_cells(n_empty, source.n_cells, source.path)
@@ -535,17 +334,12 @@ def _chunk_blocks(path: str, model: ACTINNModel, chunk_cells: int,
     return model.featurizer.overlap(source.genes), blocks()
 
 
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`annotate`.
+def predict_streaming(model: Any, counts: PathLike, chunk_cells: int = CHUNK_CELLS
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+    """Class probabilities of every cell of a file, chunk by chunk: ``(ids, probabilities)``.
 
-    ``deepchem_actinn`` imports lazily (so the CLI can hide DeepChem's import
-    messages), and Python binds ``deepchem_actinn.annotate`` to this module
-    when it is first imported; being callable keeps ``da.annotate(...)``
-    working whichever was imported first.
+    ``annotate(counts, model, chunk_cells=...)`` gives the same with names.
     """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> AnnotationResult:
-        return annotate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+    result = annotate(os.fspath(counts), model, chunk_cells=chunk_cells)
+    assert result.probabilities is not None  # kept by default
+    return result.cell_ids, result.probabilities
