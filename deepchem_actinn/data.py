@@ -22,7 +22,6 @@ import os
 import warnings
 from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
 
-import deepchem as dc
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -38,6 +37,10 @@ from deepchem_actinn.io import (
     read_counts,
     read_labels,
 )
+from deepchem_actinn.quiet import deepchem_messages_hidden
+
+with deepchem_messages_hidden():  # DeepChem's import-time lines are not the user's
+    import deepchem as dc
 
 logger = logging.getLogger(__name__)
 

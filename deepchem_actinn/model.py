@@ -39,17 +39,11 @@ from typing import (
     Union,
 )
 
-import deepchem as dc
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from deepchem.models.optimizers import Adam, ExponentialDecay, LearningRateSchedule
-
-# From its module: deepchem's pre-releases (Python 3.12, Colab) skip dc.models.TorchModel
-# when `transformers` is not installed, although the class itself imports fine.
-from deepchem.models.torch_models.torch_model import TorchModel
 
 from deepchem_actinn import model_file
 from deepchem_actinn.atomic import replace_directory, staging_folder
@@ -73,8 +67,17 @@ from deepchem_actinn.presets import (  # noqa: F401  (presets, importable from h
     featurizer_for,
     preset_settings,
 )
+from deepchem_actinn.quiet import deepchem_messages_hidden
 from deepchem_actinn.sparse import sparse_linear, to_torch_csr
 from deepchem_actinn.validation import check_model_arguments
+
+with deepchem_messages_hidden():  # DeepChem's import-time lines are not the user's
+    import deepchem as dc
+    from deepchem.models.optimizers import Adam, ExponentialDecay, LearningRateSchedule
+
+    # From its module: deepchem's pre-releases (Python 3.12, Colab) skip dc.models.TorchModel
+    # when `transformers` is not installed, although the class itself imports fine.
+    from deepchem.models.torch_models.torch_model import TorchModel
 
 logger = logging.getLogger(__name__)
 
@@ -579,11 +582,15 @@ class ACTINNModel(TorchModel):
             self._class_weights = _balanced_weights(dataset.y, self.n_classes)
         if nb_epoch is None:
             nb_epoch = self.epochs_for(len(dataset))
-        return super().fit(dataset, nb_epoch=nb_epoch,
-                           max_checkpoints_to_keep=max_checkpoints_to_keep,
-                           checkpoint_interval=checkpoint_interval,
-                           deterministic=deterministic, restore=False, variables=variables,
-                           loss=loss, callbacks=callbacks, all_losses=all_losses)
+        with warnings.catch_warnings():
+            # DeepChem averages the loss tensor with float(): torch warns at every log step.
+            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad")
+            return super().fit(dataset, nb_epoch=nb_epoch,
+                               max_checkpoints_to_keep=max_checkpoints_to_keep,
+                               checkpoint_interval=checkpoint_interval,
+                               deterministic=deterministic, restore=False,
+                               variables=variables, loss=loss, callbacks=callbacks,
+                               all_losses=all_losses)
 
     def fit_generator(self, generator: Iterable[Tuple[Any, Any, Any]],
                       max_checkpoints_to_keep: int = 5, checkpoint_interval: int = 1000,

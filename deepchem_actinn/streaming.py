@@ -39,7 +39,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-import deepchem as dc
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -63,7 +62,11 @@ from deepchem_actinn.io import (
     tenx_v2_genome,
 )
 from deepchem_actinn.preprocessing import ScRNAFeaturizer, log_gene_sums
+from deepchem_actinn.quiet import deepchem_messages_hidden
 from deepchem_actinn.sparse import SparseCellDataset, to_torch_csr
+
+with deepchem_messages_hidden():  # DeepChem's import-time lines are not the user's
+    import deepchem as dc
 
 logger = logging.getLogger(__name__)
 

@@ -118,3 +118,26 @@ def test_annotate_is_the_function_with_its_signature():
     assert "Call cell types with a trained reference" in pydoc.render_doc(da.annotate)
     assert list(inspect.signature(train_reference).parameters)[:2] == ["counts", "labels"]
     assert AnnotationResult.__module__ == "deepchem_actinn.annotation"
+
+
+def test_using_the_package_prints_nothing_of_deepchems_import(tmp_path):
+    """DeepChem's ~17 import-time lines and torch's per-step warning stay out of the user's way,
+    while the package's own warnings still reach them."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "import deepchem_actinn as da\n"
+        "X = np.random.default_rng(0).normal(size=(32, 5)).astype(np.float32)\n"
+        "y = (X[:, 0] > 0).astype(int).reshape(-1, 1)\n"
+        "from deepchem_actinn.data import CellDataset\n"
+        "model = da.ACTINNModel(5, 2, batch_size=8)\n"
+        "model.fit(CellDataset(X, y), nb_epoch=30)\n"
+        "import deepchem\n"  # the user's own import afterwards: DeepChem is loaded already
+        "print('trained', deepchem.__name__)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "trained deepchem\n"
+    assert done.stderr == "", done.stderr[-2000:]
