@@ -256,7 +256,7 @@ def test_explicit_epochs_are_the_training_length_unless_min_steps_is_given_too()
 
 
 def test_transfer_preset_is_the_default_of_train_reference_and_is_reported(tmp_path):
-    from deepchem_actinn.annotate import annotate
+    from deepchem_actinn.annotation import annotate
 
     matrix, labels = _reference()
     model = train_reference(matrix, labels, epochs=2, device="cpu")
