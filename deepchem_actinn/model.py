@@ -37,6 +37,7 @@ from typing import (
     Sequence,
     Tuple,
     Union,
+    cast,
 )
 
 import numpy as np
@@ -158,8 +159,10 @@ class ActinnClassifier(nn.Module):
     linear_skip: bool
         Add a second head, genes -> types (a multinomial logistic regression),
         beside the hidden layers. It reads the genes before input dropout;
-        each head is trained as a classifier of its own and the call is the
-        mean of their logits.
+        each head is trained as a classifier of its own.
+    linear_weight: float
+        The linear head's weight in the call (the hidden layers' is
+        ``1 - linear_weight``); the call is the weighted sum of their logits.
 
     Returns from ``forward``: class probabilities ``(B, 1, K)`` (softmax of
     the mean logits divided by the calibration temperature), the logits of
@@ -180,7 +183,8 @@ class ActinnClassifier(nn.Module):
     def __init__(self, n_genes: int, n_classes: int,
                  hidden_sizes: Sequence[int] = (100, 50, 25), input_dropout: float = 0.0,
                  generator: Optional[torch.Generator] = None,
-                 dropout_seed: Optional[int] = None, linear_skip: bool = False) -> None:
+                 dropout_seed: Optional[int] = None, linear_skip: bool = False,
+                 linear_weight: float = 0.5) -> None:
         super().__init__()
         self.dropout_seed = dropout_seed
         self._dropout_generators: Dict[str, torch.Generator] = {}
@@ -199,6 +203,7 @@ class ActinnClassifier(nn.Module):
         # A second head beside the hidden layers: genes -> types, a multinomial logistic
         # regression inside the network, fed the genes before input dropout.
         self.skip: Optional[GeneLinear] = None
+        self.linear_weight = float(linear_weight)
         if linear_skip:
             self.skip = GeneLinear(sizes[0], sizes[-1], generator)
             nn.init.zeros_(self.skip.weight)
@@ -215,9 +220,16 @@ class ActinnClassifier(nn.Module):
         if self.skip is not None:
             heads.append(self.skip(x))
         logits = torch.stack(heads, dim=1)  # (B, heads, K); each head trained as a classifier
-        # The call: the mean of the heads' logits (a product of their probabilities).
-        probs = F.softmax(logits.mean(dim=1) / self.temperature, dim=-1)
+        probs = F.softmax(self.combine(logits) / self.temperature, dim=-1)
         return probs.unsqueeze(1), logits, h
+
+    def combine(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits of the call from each head's ``(B, heads, K)``: the hidden layers'
+        and the linear head's, weighted ``1 - linear_weight`` and ``linear_weight`` (a
+        weighted product of their probabilities)."""
+        if logits.shape[1] == 1:
+            return logits[:, 0]
+        return (1.0 - self.linear_weight) * logits[:, 0] + self.linear_weight * logits[:, 1]
 
     def dropout_generator(self, device: torch.device) -> Optional[torch.Generator]:
         """The seeded generator of the dropout masks on ``device`` (made on first use)."""
@@ -483,7 +495,8 @@ class ACTINNModel(TorchModel):
         module = ActinnClassifier(self.n_genes, self.n_classes, settings["hidden_sizes"],
                                   settings["input_dropout"], generator=generator,
                                   dropout_seed=self.seed + 1,
-                                  linear_skip=bool(settings["linear_skip"]))
+                                  linear_skip=bool(settings["linear_skip"]),
+                                  linear_weight=float(settings["linear_weight"]))
         schedule = ExponentialDecay(float(settings["learning_rate"]),
                                     float(settings["decay_rate"]), int(settings["decay_steps"]),
                                     staircase=True)
@@ -794,8 +807,9 @@ class ACTINNModel(TorchModel):
                         p, z, h = module(to_torch_csr(block, self.device))
                 finally:
                     module.train(was_training)
-                # Logits: the mean over the heads, what the call is made of.
-                yield (p[:, 0, :].cpu().numpy(), z.mean(dim=1).cpu().numpy(), h.cpu().numpy())
+                # Logits: the heads combined, as the call combines them (DDP wraps the net).
+                net = cast(ActinnClassifier, getattr(module, "module", module))
+                yield (p[:, 0, :].cpu().numpy(), net.combine(z).cpu().numpy(), h.cpu().numpy())
 
     def predict_proba(self, dataset: Any) -> np.ndarray:
         """Class probabilities, shape ``(n_cells, n_classes)`` (:meth:`predict_blocks`)."""

@@ -30,12 +30,14 @@ ACTINN_DEFAULTS: Dict[str, Any] = {
 #: ``class_weight``: ``None`` or ``"balanced"`` (each type weighs n / (k * n_type)).
 #: ``linear_skip``: a second, linear head beside the hidden layers.
 #: ``linear_l2``: that head's L2 (``None``: the network's ``l2``).
+#: ``linear_weight``: that head's weight in the call (the hidden layers' is 1 - it).
 TRAINING_OPTIONS: Dict[str, Any] = {
     "min_steps": 0,
     "label_smoothing": 0.0,
     "class_weight": None,
     "linear_skip": False,
     "linear_l2": None,
+    "linear_weight": 0.5,
 }
 
 #: ACTINN's gene selection (:class:`~deepchem_actinn.preprocessing.ScRNAFeaturizer`

@@ -103,6 +103,7 @@ RANGES = {
     "learning_rate": Range(False, 0.0, low_open=True),
     "l2": Range(False, 0.0),
     "linear_l2": Range(False, 0.0),
+    "linear_weight": _fraction(),
     "decay_rate": _fraction(low_open=True),
     "threshold": _fraction(),
     "min_overlap": _fraction(),

@@ -316,7 +316,8 @@ def test_every_setting_round_trips(saved, tmp_path):
                         learning_rate=0.5, decay_rate=0.5, decay_steps=1, l2=0, batch_size=1,
                         epochs=1, input_dropout=0.25, preset="robust", min_steps=3,
                         label_smoothing=0.5, class_weight="balanced", seed=2**31,
-                        linear_skip=True, low_percentile=2.0, high_percentile=97.0,
+                        linear_skip=True, linear_weight=0.7, linear_l2=0.001,
+                        low_percentile=2.0, high_percentile=97.0,
                         exclude_genes="MT-",
                         classes=["T cell", "B-cell (naive)", "NA"])
     loaded = ACTINNModel.load(model.save(tmp_path / "m"))

@@ -216,6 +216,21 @@ def test_linear_skip_is_a_second_head_whose_mean_with_the_first_is_the_call():
     torch.testing.assert_close(loss, expected)
 
 
+def test_linear_weight_sets_each_heads_share_of_the_call():
+    net = ActinnClassifier(8, 3, generator=torch.Generator().manual_seed(0), linear_skip=True,
+                           linear_weight=0.8).eval()
+    with torch.no_grad():
+        net.skip.weight.normal_()
+    x = torch.rand(5, 8)
+    probs, logits, _ = net(x)
+    torch.testing.assert_close(net.combine(logits), 0.2 * logits[:, 0] + 0.8 * logits[:, 1])
+    torch.testing.assert_close(probs[:, 0], torch.softmax(net.combine(logits), dim=-1))
+    model = ACTINNModel(8, 3, linear_skip=True, linear_weight=1.0)
+    assert model.model.linear_weight == 1.0 and model.settings["linear_weight"] == 1.0
+    with pytest.raises(ValueError, match="linear_weight"):
+        ACTINNModel(8, 3, linear_skip=True, linear_weight=1.5)
+
+
 def test_unknown_keyword_arguments_are_refused_by_name():
     matrix, labels = _reference()
     with pytest.raises(TypeError, match="nb_epoch"):
