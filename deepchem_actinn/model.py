@@ -965,12 +965,6 @@ def _load_tensors(path: str, device: Any) -> Any:
         return torch.load(path, map_location=device, weights_only=True)
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json(path: str, payload: Dict[str, Any]) -> None:

@@ -84,3 +84,29 @@ def write_labelled_counts(folder, n_cells, n_genes, type_prefix="t"):
     path = write_counts(folder / "counts.h5", counts)
     names = {f"cell{i}": f"{type_prefix}{t}" for i, t in enumerate(types)}
     return counts, types, path, write_labels(folder / "labels.tsv", names)
+
+
+def sha256_file(path):
+    """Hex SHA-256 of a file's bytes (what model metadata records for its weights)."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def one_line_error(capsys, *argv, alone=False):
+    """Run the CLI in-process; return its one error line, the last on stderr (exit 2).
+
+    Progress lines may come before it (``alone``: none may).
+    """
+    from deepchem_actinn import cli
+
+    capsys.readouterr()
+    code = cli.main([os.fspath(a) for a in argv])
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in err and sum("error" in line for line in lines) == 1, err
+    assert lines[-1].startswith("deepchem-actinn: error: "), err
+    assert len(lines) == 1 or not alone, err
+    return lines[-1]

@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import sha256_file as _sha256
 from conftest import write_counts, write_labelled_counts, write_labels
 
 import deepchem_actinn as da
@@ -25,7 +26,7 @@ from deepchem_actinn import cli
 from deepchem_actinn.data import CellDataset, StratifiedSplitter
 from deepchem_actinn.errors import ActinnError, GeneOverlapError, InputError, ModelFileError
 from deepchem_actinn.io import CountMatrixWarning, finish_matrix
-from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, _metadata_digest, _sha256
+from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, _metadata_digest
 from deepchem_actinn.preprocessing import PreprocessingWarning
 
 N_CELLS, N_GENES = 120, 200

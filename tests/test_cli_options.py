@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import scipy.io
 import torch
-from conftest import write_counts, write_labelled_counts, write_labels
+from conftest import one_line_error, write_counts, write_labelled_counts, write_labels
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 import deepchem_actinn as da
@@ -28,22 +28,6 @@ from deepchem_actinn.errors import OutputError
 from deepchem_actinn.evaluation import evaluation_report
 from deepchem_actinn.model import ActinnClassifier, ACTINNModel
 from deepchem_actinn.validation import OptionError
-
-
-def one_line_error(capsys, *argv, alone=False):
-    """Run the CLI in-process; return its one error line, the last on stderr (exit 2).
-
-    Progress lines may come before it (``alone``: none may).
-    """
-    capsys.readouterr()
-    code = cli.main([os.fspath(a) for a in argv])
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2, (code, out, err)
-    assert "Traceback" not in err and sum("error" in line for line in lines) == 1, err
-    assert lines[-1].startswith("deepchem-actinn: error: "), err
-    assert len(lines) == 1 or not alone, err
-    return lines[-1]
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,14 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import sha256_file as _sha256
 from conftest import write_labelled_counts
 
 import deepchem_actinn as da
 from deepchem_actinn import atomic as atomic_module
 from deepchem_actinn import cli
 from deepchem_actinn import model as model_module
-from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, _sha256
+from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE
 
 
 @pytest.fixture(scope="module")

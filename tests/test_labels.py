@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_counts, write_counts, write_labels
+from conftest import one_line_error, synthetic_counts, write_counts, write_labels
 
 import deepchem_actinn as da
 from deepchem_actinn import cli
@@ -22,22 +22,6 @@ from deepchem_actinn.writers import write_counts as write_matrix
 
 #: Words pandas' readers turn into NaN by default.
 MISSING_WORDS = ["NA", "nan", "None", "null", "N/A", "NaN", "<NA>", "#N/A"]
-
-
-def one_line_error(capsys, *argv, alone=False):
-    """Run the CLI in-process; return its one error line, the last on stderr (exit 2).
-
-    Progress lines may come before it (``alone``: none may).
-    """
-    capsys.readouterr()
-    code = cli.main([os.fspath(a) for a in argv])
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2, (code, out, err)
-    assert "Traceback" not in err and sum("error" in line for line in lines) == 1, err
-    assert lines[-1].startswith("deepchem-actinn: error: "), err
-    assert len(lines) == 1 or not alone, err
-    return lines[-1]
 
 
 def labelled(folder, names, n_cells=160):

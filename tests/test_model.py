@@ -128,7 +128,9 @@ def test_training_follows_actinns_loss_with_the_l2_term(small):
 
 def test_loads_models_saved_in_format_version_1(trained, tmp_path):
     """Version 1 stored the gene layer as units x genes; it loads and predicts the same."""
-    from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, _metadata_digest, _sha256
+    from conftest import sha256_file as _sha256
+
+    from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, _metadata_digest
 
     folder = trained.save(tmp_path / "v2")
     state = torch.load(os.path.join(folder, WEIGHTS_FILE), weights_only=True)

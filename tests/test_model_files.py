@@ -17,13 +17,14 @@ import deepchem as dc
 import numpy as np
 import pytest
 import torch
+from conftest import sha256_file as _sha256
 from conftest import synthetic_counts, write_labelled_counts
 from deepchem.models.torch_models.torch_model import TorchModel
 
 import deepchem_actinn as da
 from deepchem_actinn import cli
 from deepchem_actinn.errors import ModelFileError
-from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, ACTINNModel, _metadata_digest, _sha256
+from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, ACTINNModel, _metadata_digest
 
 
 class Payload:
