@@ -147,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out_of_core is not None:
         return _train_out_of_core(args)
     # Sparse from reading to training: the same model as dense, less memory, faster epochs.
-    training = prepare(args.train_set, args.train_labels, key=args.key,
+    training = prepare(args.train_set, _train_labels(args), key=args.key,
                        read_options=_read_options(args),
                        query=_read_query(args) if args.query is not None else None,
                        joint=args.joint, validation_fraction=args.validation_fraction,
@@ -175,6 +175,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if history is not None and args.plots is not None:
         _write_training_plots(args.plots, history)
     return 0
+
+
+def _train_labels(args: argparse.Namespace) -> Any:
+    """--train-labels as a path, or its --label-column read into a Series."""
+    if args.label_column is None:
+        return args.train_labels
+    from deepchem_actinn.io import read_labels
+    return read_labels(args.train_labels, column=args.label_column)
 
 
 def _training_options(args: argparse.Namespace) -> Dict[str, Any]:
@@ -216,7 +224,7 @@ def _train_out_of_core(args: argparse.Namespace) -> int:
     print(f"{PROG}: streaming {source.n_cells} cells x {len(source.genes)} genes "
           f"({CHUNK_CELLS} at a time; shards in {work})", file=sys.stderr)
     try:
-        model = prepare_out_of_core(source, args.train_labels, work, query=query,
+        model = prepare_out_of_core(source, _train_labels(args), work, query=query,
                                     **_training_options(args)
                                     ).fit(_progress_callback(None, args.quiet))
         model.save(args.model_dir)
@@ -299,7 +307,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _import_quietly()
     from deepchem_actinn.evaluation import evaluation_report, score_predictions
     _check_plots_dir(args.plots)
-    truth, predicted = score_predictions(args.predictions, args.labels)
+    truth, predicted = score_predictions(args.predictions, args.labels,
+                                         label_column=args.label_column)
     if args.plots is not None:  # before any output: too many types to draw is refused
         from deepchem_actinn.plots import check_plot_types
         check_plot_types(len(set(truth) | set(predicted)),
@@ -467,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-set", required=True,
                        help="counts: pandas HDF, 10x HDF5, Matrix Market, CSV/TSV or .h5ad")
     train.add_argument("--train-labels", required=True, help="cell_id<TAB>cell_type TSV")
+    train.add_argument("--label-column", metavar="COL",
+                       help="the cell-type column of a --train-labels file with more than two "
+                            "columns (header name, or position counted from 0 at the cell ids)")
     train.add_argument("--model-dir", required=True, help="directory to write the model to")
     train.add_argument("--query", help="restrict training to the genes this file shares")
     train.add_argument("--joint", action="store_true",
@@ -525,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score predictions against labels")
     evaluate.add_argument("--predictions", required=True, help="TSV written by predict")
     evaluate.add_argument("--labels", required=True, help="cell_id<TAB>cell_type TSV")
+    evaluate.add_argument("--label-column", metavar="COL",
+                          help="the cell-type column of a --labels file with more than two "
+                               "columns (header name, or position counted from 0 at the ids)")
     evaluate.add_argument("--plots", metavar="DIR",
                           help="write confusion_matrix.png and f1_per_class.png here")
     evaluate.set_defaults(handler=cmd_evaluate)

@@ -47,6 +47,7 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _HEADER_WORDS = {
     "cell", "cells", "cell_id", "cellid", "cell id", "barcode", "barcodes", "id", "ids",
     "cell_type", "celltype", "cell type", "label", "labels", "type", "cluster", "annotation",
+    "index", "obs_names", "cell_types", "cell_ontology_class", "bulk_labels", "louvain", "leiden",
 }
 
 
@@ -995,14 +996,47 @@ def gene_list(query: Any) -> List[str]:
     return [str(g) for g in as_count_matrix(query).genes]
 
 
+def _unquote(field: str) -> str:
+    """A field without the double quotes R and pandas put around text (``""`` is ``"``)."""
+    field = field.strip()
+    if len(field) >= 2 and field[0] == field[-1] == '"':
+        return field[1:-1].replace('""', '"').strip()
+    return field
 
 
-def read_labels(path: PathLike) -> pd.Series:
+def _looks_like_header(fields: List[str], raw: List[str], n_data_fields: int) -> bool:
+    """True for a first row written as a header: by hand, by pandas or by R."""
+    if not fields[0]:  # pandas' unnamed index ("\tlabel"), R's write.csv ('""\t"x"')
+        return True
+    if len(raw) == n_data_fields - 1:  # R's write.table: one name per column, none for ids
+        return True
+    return any(f.lower() in _HEADER_WORDS for f in fields[:2])
+
+
+def labels_source(labels: pd.Series) -> Optional[str]:
+    """The file (or ``obs`` column) a label Series was read from, if known."""
+    source = labels.attrs.get("source") if hasattr(labels, "attrs") else None
+    return None if source is None else str(source)
+
+
+def read_labels(path: PathLike, column: Optional[Union[str, int]] = None) -> pd.Series:
     """Read ``cell_id<TAB>cell_type`` lines into a Series indexed by cell id.
 
-    A header line is detected from its words (``cell_id``, ``label``, ...)
-    and skipped. Duplicate ids, empty files and files that are not
-    tab-separated are refused.
+    A header line is recognised from its words (``cell_id``, ``label``,
+    ``index``...), an empty first field (pandas' unnamed index, R's
+    ``write.csv``) or one field fewer than the rows (R's ``write.table``),
+    and skipped; quotes around fields are removed. Duplicate ids, empty
+    files and files that are not tab-separated are refused. Words such as
+    ``NA`` or ``None`` are cell-type names, never missing values.
+
+    Parameters
+    ----------
+    path: str
+        The label file.
+    column: str or int, optional
+        The cell-type column of a file with more than two columns (an error
+        without it): a header name, or a position counted from 0 at the
+        cell-id column as pandas' ``iloc`` does (``2``: the third field).
 
     Examples
     --------
@@ -1011,6 +1045,9 @@ def read_labels(path: PathLike) -> pd.Series:
     >>> _ = open(path, "w").write("cell_id\\tcell_type\\nc1\\tB cell\\nc2\\tT cell\\n")
     >>> read_labels(path).to_dict()
     {'c1': 'B cell', 'c2': 'T cell'}
+    >>> _ = open(path, "w").write("\\tlouvain\\tbulk_labels\\nc1\\t0\\tB cell\\n")
+    >>> read_labels(path, column="bulk_labels").to_dict()
+    {'c1': 'B cell'}
     """
     name = _check_readable(path)
     try:
@@ -1021,26 +1058,52 @@ def read_labels(path: PathLike) -> pd.Series:
     rows = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
     if not rows:
         raise InputError("label file is empty", name)
-    parsed: List[Tuple[str, str]] = []
+    split: List[Tuple[int, List[str]]] = []
     for number, line in rows:
-        fields = line.split("\t")
-        if len(fields) < 2:
+        raw = line.split("\t")
+        while len(raw) > 2 and not raw[-1].strip():  # trailing tabs add no column
+            raw.pop()
+        split.append((number, raw))
+    for number, raw in split:
+        if len(raw) < 2 and not (number == split[0][0] and len(split) > 1
+                                 and len(split[1][1]) == 2):
             hint = ""
+            line = "\t".join(raw)
             for sep, sep_name in ((",", "commas"), (";", "semicolons"), (" ", "spaces")):
                 if sep in line:
                     hint = f" (it looks separated by {sep_name})"
                     break
+            raise InputError(f"line {number} is not 'cell_id<TAB>cell_type'{hint}", name)
+    first_raw = split[0][1]
+    first = [_unquote(f) for f in first_raw]
+    n_fields = len(split[1][1]) if len(split) > 1 else len(first_raw)
+    has_header = _looks_like_header(first, first_raw, n_fields)
+    if has_header and len(first) == n_fields - 1:
+        first = [""] + first  # R's write.table names the columns, not the ids
+    width = max(len(first), n_fields)
+    names = first if has_header else [f"column {i}" for i in range(width)]
+    listed = ", ".join(f"{i}: {n or '(index)'}" if has_header else f"{i}: e.g. '{first[i]}'"
+                       for i, n in enumerate(names[:12]) if i < len(first))
+    if column is None:
+        if width > 2:
             raise InputError(
-                f"line {number} is not 'cell_id<TAB>cell_type'{hint}", name)
-        cell, label = fields[0].strip(), fields[1].strip()
+                f"label file has {width} columns ({listed}); choose the cell-type column with "
+                "column= (--label-column NAME or position)", name)
+        index = 1
+    else:
+        index = _label_column_index(column, names if has_header else None, width, listed, name)
+    data = split[1:] if has_header else split
+    if not data:
+        raise InputError("label file has a header but no labels", name)
+    parsed: List[Tuple[str, str]] = []
+    for number, raw in data:
+        if len(raw) <= index:
+            raise InputError(f"line {number} has {len(raw)} fields, fewer than the cell-type "
+                             f"column {index} needs", name)
+        cell, label = _unquote(raw[0]), _unquote(raw[index])
         if not cell or not label:
             raise InputError(f"line {number} has an empty cell id or cell type", name)
         parsed.append((cell, label))
-    first_cell, first_label = parsed[0]
-    if first_cell.lower() in _HEADER_WORDS or first_label.lower() in _HEADER_WORDS:
-        parsed = parsed[1:]
-        if not parsed:
-            raise InputError("label file has a header but no labels", name)
     labels = pd.Series([label for _, label in parsed], index=[cell for cell, _ in parsed],
                        name="cell_type", dtype=object)
     duplicated = labels.index.duplicated(keep=False)
@@ -1049,7 +1112,27 @@ def read_labels(path: PathLike) -> pd.Series:
         raise InputError(
             f"{int(labels.index.duplicated().sum())} duplicate cell ids "
             f"(e.g. {', '.join(examples)})", name)
+    labels.attrs["source"] = name
     return labels
+
+
+def _label_column_index(column: Union[str, int], header: Optional[List[str]], width: int,
+                        listed: str, source: str) -> int:
+    """The position of the chosen cell-type column (never 0, the cell ids)."""
+    if header is not None and isinstance(column, str) and column in header[1:]:
+        return header.index(column, 1)
+    text = str(column).strip()
+    if isinstance(column, (int, np.integer)) or text.lstrip("-").isdigit():
+        index = int(text)
+        if index == 0:
+            raise InputError("column 0 holds the cell ids; choose the cell-type column "
+                             f"({listed})", source)
+        if not 0 < index < width:
+            raise InputError(f"no column {index}: the file has {width} columns ({listed})",
+                             source)
+        return index
+    where = "its header" if header is not None else "the file (it has no header line)"
+    raise InputError(f"no column '{column}' in {where} ({listed})", source)
 
 
 @dataclass

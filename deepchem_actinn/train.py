@@ -35,7 +35,14 @@ import torch
 
 from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
 from deepchem_actinn.errors import InputError
-from deepchem_actinn.io import CountMatrix, Names, PathLike, as_count_matrix, gene_list
+from deepchem_actinn.io import (
+    CountMatrix,
+    Names,
+    PathLike,
+    as_count_matrix,
+    gene_list,
+    labels_source,
+)
 from deepchem_actinn.model import (
     DEFAULT_PRESET,
     GENE_SELECTION_DEFAULTS,
@@ -98,7 +105,7 @@ def build_model(featurizer: ScRNAFeaturizer, classes: Names, *, preset: str,
 
 
 def _labels_source(labels: Any) -> Optional[str]:
-    return None if isinstance(labels, pd.Series) else os.fspath(labels)
+    return labels_source(labels) if isinstance(labels, pd.Series) else os.fspath(labels)
 
 
 # -- in memory --------------------------------------------------------------------------
