@@ -144,10 +144,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_plots_dir(args.plots)
     if args.joint and args.query is None:
         raise InputError("--joint needs --query FILE", args.train_set)
+    labels = _train_labels(args)  # before any work: a wrong column is one line
     if args.out_of_core is not None:
-        return _train_out_of_core(args)
+        return _train_out_of_core(args, labels)
     # Sparse from reading to training: the same model as dense, less memory, faster epochs.
-    training = prepare(args.train_set, _train_labels(args), key=args.key,
+    training = prepare(args.train_set, labels, key=args.key,
                        read_options=_read_options(args),
                        query=_read_query(args) if args.query is not None else None,
                        joint=args.joint, validation_fraction=args.validation_fraction,
@@ -178,10 +179,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_labels(args: argparse.Namespace) -> Any:
-    """--train-labels as a path, or its --label-column read into a Series."""
+    """--train-labels as a path, its --label-column, or the .h5ad's obs[--label-column]."""
+    from deepchem_actinn.errors import InputError
+    from deepchem_actinn.io import detect_format, normalize_format, obs_labels, read_labels
+    if args.train_labels is None:
+        if args.label_column is None:
+            raise InputError("no labels: give --train-labels FILE, or --label-column COL to "
+                             "take them from an .h5ad's obs", args.train_set)
+        kind = normalize_format(args.format) or detect_format(args.train_set)
+        if kind != "h5ad":
+            raise InputError(f"--label-column without --train-labels takes labels from an "
+                             f".h5ad's obs, but this is {kind}; give --train-labels FILE",
+                             args.train_set)
+        return obs_labels(args.train_set, args.label_column)
     if args.label_column is None:
         return args.train_labels
-    from deepchem_actinn.io import read_labels
     return read_labels(args.train_labels, column=args.label_column)
 
 
@@ -201,7 +213,7 @@ _IN_MEMORY_ONLY = {"joint": "--joint", "validation_fraction": "--validation-frac
                    "cells_as_rows": "--cells-as-rows"}
 
 
-def _train_out_of_core(args: argparse.Namespace) -> int:
+def _train_out_of_core(args: argparse.Namespace, labels: Any) -> int:
     """train --out-of-core DIR: two streaming passes, shards in DIR, one chunk in memory."""
     import shutil
     import tempfile
@@ -224,7 +236,7 @@ def _train_out_of_core(args: argparse.Namespace) -> int:
     print(f"{PROG}: streaming {source.n_cells} cells x {len(source.genes)} genes "
           f"({CHUNK_CELLS} at a time; shards in {work})", file=sys.stderr)
     try:
-        model = prepare_out_of_core(source, _train_labels(args), work, query=query,
+        model = prepare_out_of_core(source, labels, work, query=query,
                                     **_training_options(args)
                                     ).fit(_progress_callback(None, args.quiet))
         model.save(args.model_dir)
@@ -475,10 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a reference model")
     train.add_argument("--train-set", required=True,
                        help="counts: pandas HDF, 10x HDF5, Matrix Market, CSV/TSV or .h5ad")
-    train.add_argument("--train-labels", required=True, help="cell_id<TAB>cell_type TSV")
+    train.add_argument("--train-labels",
+                       help="cell_id<TAB>cell_type TSV (or --label-column of an .h5ad)")
     train.add_argument("--label-column", metavar="COL",
                        help="the cell-type column of a --train-labels file with more than two "
-                            "columns (header name, or position counted from 0 at the cell ids)")
+                            "columns (header name, or position counted from 0 at the cell "
+                            "ids); without --train-labels, the obs column of an .h5ad "
+                            "--train-set")
     train.add_argument("--model-dir", required=True, help="directory to write the model to")
     train.add_argument("--query", help="restrict training to the genes this file shares")
     train.add_argument("--joint", action="store_true",

@@ -966,15 +966,35 @@ def _is_anndata(data: Any) -> bool:
 
 
 def as_count_matrix(data: Any, key: Optional[str] = None, **read_options: Any) -> CountMatrix:
-    """Accept a path (any format), an ``AnnData``, a :class:`CountMatrix` or a ``DataFrame``.
+    """Accept a path (any format), an ``AnnData``, a :class:`CountMatrix`, the
+    :class:`StoredCounts` of :func:`from_anndata` / :func:`load_counts` or a ``DataFrame``.
 
     A ``DataFrame`` is genes x cells (``cells_as_rows=True``: cells x
     genes); an ``AnnData`` gives ``X``, ``layers[layer]`` or ``raw.X``
     (``layer=``) with ``var_names`` or a ``var`` column (``gene_column=``)
-    as genes. ``read_options`` go to :func:`~deepchem_actinn.io.read_counts`.
+    as genes. ``read_options`` go to :func:`~deepchem_actinn.io.read_counts`;
+    one that does not apply to ``data`` is refused rather than ignored.
     """
+    unknown = set(read_options) - set(FORMAT_OPTIONS) - {"format"}
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {', '.join(map(repr, sorted(unknown)))}")
+    given = sorted(name for name, value in read_options.items() if value)
+    if key is not None:
+        given = ["key"] + given
+    applies = {CountMatrix: (), StoredCounts: (), pd.DataFrame: ("cells_as_rows",)}
+    for kind, allowed in applies.items():
+        if isinstance(data, kind) and set(given) - set(allowed):
+            raise InputError(f"option {', '.join(sorted(set(given) - set(allowed)))} does not "
+                             f"apply to a {kind.__name__} (only to files"
+                             f"{'' if kind is pd.DataFrame else ' and AnnData'})",
+                             f"<{kind.__name__}>")
+    if _is_anndata(data) and set(given) - {"layer", "gene_column"}:
+        raise InputError(f"option {', '.join(sorted(set(given) - {'layer', 'gene_column'}))} "
+                         "does not apply to an AnnData (layer and gene_column do)", "<AnnData>")
     if isinstance(data, CountMatrix):
         return data
+    if isinstance(data, StoredCounts):  # from_anndata(), load_counts()
+        return data.finish()
     if isinstance(data, pd.DataFrame):
         frame = data.T if read_options.get("cells_as_rows") else data
         return finish_matrix(frame.to_numpy().T, list(frame.index), list(frame.columns),
@@ -985,6 +1005,89 @@ def as_count_matrix(data: Any, key: Optional[str] = None, **read_options: Any) -
     if isinstance(data, (str, os.PathLike)):
         return read_counts(data, key=key, **read_options)
     raise TypeError(f"cannot read cells from a {type(data).__name__}")
+
+
+def _read_obs(path: str) -> pd.DataFrame:
+    """The ``obs`` table of an ``.h5ad`` file, without reading its matrices."""
+    import h5py
+
+    anndata = _import_anndata(path)
+    _check_h5ad_sizes(path)
+    try:
+        read_elem = anndata.io.read_elem
+    except AttributeError:  # anndata < 0.11
+        read_elem = anndata.experimental.read_elem
+    try:
+        with h5py.File(path, "r") as handle, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="anndata")
+            if "obs" not in handle:
+                raise InputError(".h5ad has no obs table", path)
+            return read_elem(handle["obs"])
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"cannot read the obs of .h5ad: {type(exc).__name__}: {exc}",
+                         path) from exc
+
+
+def obs_labels(data: Any, column: str) -> pd.Series:
+    """Cell types from the ``obs`` column ``column`` of an ``AnnData`` or ``.h5ad`` file.
+
+    Indexed by ``obs_names``; cells whose value is missing have no label
+    (they are left out of training, like cells missing from a label file).
+    Of a file only ``obs`` is read.
+
+    Examples
+    --------
+    >>> import anndata, numpy as np, pandas as pd
+    >>> adata = anndata.AnnData(np.ones((3, 2)), obs=pd.DataFrame(
+    ...     {"cell_type": ["B", None, "T"]}, index=["c1", "c2", "c3"]))
+    >>> obs_labels(adata, "cell_type").to_dict()
+    {'c1': 'B', 'c3': 'T'}
+    """
+    if _is_anndata(data):
+        obs, source = data.obs, "<AnnData>"
+    elif isinstance(data, (str, os.PathLike)):
+        source = _check_readable(data)
+        obs = _read_obs(source)
+    else:
+        raise TypeError(f"cannot read obs labels from a {type(data).__name__}")
+    if column not in obs.columns:
+        listed = ", ".join(map(str, obs.columns[:12])) or "none"
+        raise InputError(f"no obs column '{column}' (obs columns: {listed})", source)
+    index = pd.Index([str(c) for c in obs.index])
+    if index.has_duplicates:
+        examples = ", ".join(sorted(set(index[index.duplicated()]))[:3])
+        raise InputError(f"obs_names repeat (e.g. {examples}), so labels cannot be matched to "
+                         "cells; make them unique (adata.obs_names_make_unique())", source)
+    values = obs[column]
+    known = ~pd.isna(values).to_numpy()
+    if not known.any():
+        raise InputError(f"obs column '{column}' holds no cell types (all missing)", source)
+    labels = pd.Series([str(v) for v in values.to_numpy()[known]], index=index[known],
+                       name=str(column), dtype=object)
+    labels.attrs["source"] = f"{source} obs['{column}']"
+    return labels
+
+
+def training_labels(counts: Any, labels: Any, format: Optional[str] = None) -> Any:
+    """``labels`` as given, or the ``obs`` column it names when ``counts`` is an AnnData/.h5ad.
+
+    A string names an ``obs`` column when ``counts`` is an ``AnnData`` or an
+    ``.h5ad`` path and no file of that name exists; naming both is refused.
+    """
+    if not isinstance(labels, str):
+        return labels
+    is_file = os.path.isfile(labels)
+    if _is_anndata(counts):
+        if is_file and labels in counts.obs.columns:
+            raise InputError(f"'{labels}' is both a label file and an obs column; pass "
+                             "read_labels(path) or the Series adata.obs[column]", labels)
+        return labels if is_file else obs_labels(counts, labels)
+    if is_file or not isinstance(counts, (str, os.PathLike)) or not os.path.exists(counts):
+        return labels
+    kind = normalize_format(format) or detect_format(counts)
+    return obs_labels(counts, labels) if kind == "h5ad" else labels
 
 
 def gene_list(query: Any) -> List[str]:
