@@ -860,19 +860,23 @@ def _check_h5ad_sizes(name: str) -> None:
         raise InputError(f"cannot read .h5ad: {type(exc).__name__}: {exc}", name) from exc
 
 
-def load_h5ad(path: PathLike, layer: Optional[str] = None,
-              gene_column: Optional[str] = None) -> StoredCounts:
-    """Load an ``.h5ad`` file (needs the ``anndata`` extra); see :func:`from_anndata`."""
+def read_anndata(path: PathLike) -> Any:
+    """The whole ``AnnData`` of an ``.h5ad`` file, its sizes checked before it is read."""
     name = _check_readable(path)
     anndata = _import_anndata(name)
     _check_h5ad_sizes(name)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="anndata")
         try:
-            adata = anndata.read_h5ad(name)
+            return anndata.read_h5ad(name)
         except Exception as exc:
             raise InputError(f"cannot read .h5ad: {type(exc).__name__}: {exc}", name) from exc
-    return from_anndata(adata, layer, gene_column, source=name)
+
+
+def load_h5ad(path: PathLike, layer: Optional[str] = None,
+              gene_column: Optional[str] = None) -> StoredCounts:
+    """Load an ``.h5ad`` file (needs the ``anndata`` extra); see :func:`from_anndata`."""
+    return from_anndata(read_anndata(path), layer, gene_column, source=os.fspath(path))
 
 
 def load_counts(path: PathLike, key: Optional[str] = None, *, format: Optional[str] = None,

@@ -126,3 +126,79 @@ def test_cli_train_with_labels_from_obs(tmp_path, capsys):
                           "--model-dir", tmp_path / "m2")
     assert "takes labels from an .h5ad's obs, but this is tsv" in line
     assert not (tmp_path / "m2").exists()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A model trained on an AnnData's counts layer, saved; and a query AnnData."""
+    folder = tmp_path_factory.mktemp("reference")
+    model = da.train_reference(make_adata(), "cell_type", layer="counts", epochs=2)
+    return model.save(os.fspath(folder / "model")), make_adata(60, seed=1)
+
+
+def test_predict_writes_the_query_h5ad_with_the_calls(reference, tmp_path, capsys):
+    model, query = reference
+    query.obsm["X_umap"] = np.zeros((query.n_obs, 2))
+    path = tmp_path / "query.h5ad"
+    query.write_h5ad(path)
+    output, probabilities = tmp_path / "annotated.h5ad", tmp_path / "probabilities.csv"
+    assert cli.main(["predict", "--model-dir", model, "--test-set", os.fspath(path),
+                     "--layer", "counts", "--threshold", "0.4", "--output", os.fspath(output),
+                     "--probabilities", os.fspath(probabilities)]) == 0
+    assert f"-> {output}" in capsys.readouterr().out
+    annotated = anndata.read_h5ad(output)
+    # The query itself, everything kept, with the calls of annotate() added.
+    assert annotated.obs_names.tolist() == query.obs_names.tolist()
+    assert annotated.obs["louvain"].tolist() == query.obs["louvain"].tolist()
+    assert "X_umap" in annotated.obsm and "counts" in annotated.layers
+    np.testing.assert_allclose(annotated.X.toarray(), query.X.toarray())
+    expected = da.annotate(query, model, 0.4, layer="counts")
+    assert annotated.obs["actinn_label"].astype(str).tolist() == expected.labels.tolist()
+    assert "Unassigned" in annotated.obs["actinn_label"].cat.categories
+    np.testing.assert_allclose(annotated.obsm["actinn_probabilities"], expected.probabilities,
+                               rtol=1e-5)
+    table = pd.read_csv(probabilities, index_col=0)  # .csv: comma-separated
+    assert table.columns.tolist() == ["type0", "type1", "type2"] and len(table) == 60
+
+
+def test_predict_h5ad_from_another_format_and_csv_calls(reference, tmp_path):
+    model, query = reference
+    tsv = tmp_path / "query.tsv"
+    counts = pd.DataFrame(query.layers["counts"].toarray().T, index=query.var_names,
+                          columns=query.obs_names)
+    counts.to_csv(tsv, sep="\t")
+    output = tmp_path / "annotated.h5ad"
+    assert cli.main(["predict", "--model-dir", model, "--test-set", os.fspath(tsv),
+                     "--output", os.fspath(output)]) == 0
+    annotated = anndata.read_h5ad(output)
+    dense = annotated.X.toarray() if sp.issparse(annotated.X) else annotated.X
+    np.testing.assert_array_equal(dense, counts.to_numpy().T)
+    assert annotated.var_names.tolist() == query.var_names.tolist()
+    calls = tmp_path / "calls.csv"
+    assert cli.main(["predict", "--model-dir", model, "--test-set", os.fspath(tsv),
+                     "--output", os.fspath(calls)]) == 0
+    table = pd.read_csv(calls)
+    assert table.columns.tolist() == ["cell_id", "cell_type", "probability"]
+    assert table["cell_type"].tolist() == annotated.obs["actinn_label"].astype(str).tolist()
+
+
+def test_predict_output_names_refused_before_any_work(reference, tmp_path, capsys):
+    model, query = reference
+    path = tmp_path / "query.h5ad"
+    query.write_h5ad(path)
+    for name in ("calls.json", "calls", "calls.h5"):
+        line = one_line_error(capsys, "predict", "--model-dir", tmp_path / "no-model",
+                              "--test-set", path, "--output", tmp_path / name)
+        assert f"{tmp_path / name}: --output must end .tsv, .txt, .csv" in line
+        assert not (tmp_path / name).exists()
+    line = one_line_error(capsys, "predict", "--model-dir", model, "--test-set", path,
+                          "--output", tmp_path / "a.h5ad", "--chunk-cells", "10")
+    assert "--chunk-cells streams the query" in line
+    # A failure leaves the previous output as it was.
+    output = tmp_path / "annotated.h5ad"
+    output.write_bytes(b"previous")
+    line = one_line_error(capsys, "predict", "--model-dir", model, "--test-set", path,
+                          "--layer", "spliced", "--output", output)
+    assert "no layer 'spliced'" in line
+    assert output.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.h5ad", "query.h5ad"]
