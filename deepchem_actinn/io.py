@@ -368,7 +368,7 @@ _FORMAT_ALIASES = {
 }
 #: The formats each reading option applies to.
 FORMAT_OPTIONS = {"key": ("pandas-hdf", "10x-h5"), "layer": ("h5ad",), "gene_column": ("h5ad",),
-                  "cells_as_rows": ("csv", "tsv", "pandas-hdf"), "gene_ids": ("10x-h5", "mtx")}
+                  "cells_as_rows": ("csv", "tsv"), "gene_ids": ("10x-h5", "mtx")}
 GZIP_SIGNATURE = b"\x1f\x8b"
 ANNDATA_HINT = "pip install 'deepchem_actinn[anndata]'"
 _MTX_NAME = re.compile(r"^(.*?)matrix\.mtx(\.gz)?$", re.IGNORECASE)
@@ -900,9 +900,8 @@ def load_counts(path: PathLike, key: Optional[str] = None, *, format: Optional[s
             raise InputError(f"option {option} applies to {' and '.join(applies[option])} "
                              f"input, but this is {kind}{hint}", name)
     if kind == "pandas-hdf":
+        # Genes x cells by definition (the tutorial's layout): no --cells-as-rows here.
         frame = read_pandas_hdf(name, key)
-        if cells_as_rows:
-            frame = frame.T
         return StoredCounts(frame.to_numpy().T, [str(g) for g in frame.index],
                             [str(c) for c in frame.columns], name, kind)
     if kind == "10x-h5":
@@ -941,7 +940,7 @@ def read_counts(path: PathLike, key: Optional[str] = None, *, format: Optional[s
     gene_column: str, optional
         ``.h5ad``: the ``var`` column holding gene symbols (default ``var_names``).
     cells_as_rows: bool
-        CSV/TSV (and pandas HDF): the table is cells x genes.
+        CSV/TSV: the table is cells x genes.
     gene_ids: bool
         10x HDF5 and Matrix Market: use gene ids (Ensembl) instead of symbols.
 
@@ -1278,6 +1277,20 @@ class LabelJoin:
         return "; ".join(parts)
 
 
+def transposed_hint(source: str) -> str:
+    """What a matrix whose cell ids are gene names should have been, worded for its kind.
+
+    An AnnData is cells x genes (cells as obs), the tables genes x cells.
+
+    >>> transposed_hint("pbmc.h5ad")
+    'the AnnData looks transposed (expected cells as obs and genes as var, as scanpy writes them; transpose it with adata.T)'
+    """  # noqa: E501
+    if source == "<AnnData>" or source.lower().endswith(".h5ad"):
+        return ("the AnnData looks transposed (expected cells as obs and genes as var, as "
+                "scanpy writes them; transpose it with adata.T)")
+    return "the matrix looks transposed (expected genes as rows, cells as columns)"
+
+
 def join_labels(matrix: CountMatrix, labels: pd.Series, label_source: str = "<labels>",
                 min_fraction: float = 0.0) -> LabelJoin:
     """Keep the cells that have a label, matched by id, in the matrix's order.
@@ -1301,8 +1314,8 @@ def join_labels(matrix: CountMatrix, labels: pd.Series, label_source: str = "<la
         upper_ids = pd.Index([i.upper() for i in label_index])
         if upper_ids.isin(pd.Index(matrix.genes)).mean() > 0.5:
             raise InputError(
-                f"the label ids of {label_source} match this matrix's gene names: the matrix "
-                "looks transposed (expected genes as rows, cells as columns)", matrix.source)
+                f"the label ids of {label_source} match this matrix's gene names: "
+                f"{transposed_hint(matrix.source)}", matrix.source)
         raise InputError(
             f"no cell id matches a label id in {label_source} (cells e.g. "
             f"{', '.join(map(str, matrix.cells[:3]))}; labels e.g. "

@@ -382,6 +382,7 @@ def prepare_out_of_core(counts: Any, labels: Union[PathLike, pd.Series], work_di
     )
 
     featurizer, settings = split_settings(preset, min_gene_overlap, settings)
+    check_settings(settings, "train_streaming")  # before two passes over the file
     source = counts if isinstance(counts, ChunkedCounts) else ChunkedCounts(counts)
     labels = training_labels(source.path, labels)  # an .h5ad's obs column?
     if query is not None:

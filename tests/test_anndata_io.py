@@ -202,3 +202,68 @@ def test_predict_output_names_refused_before_any_work(reference, tmp_path, capsy
     assert "no layer 'spliced'" in line
     assert output.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.h5ad", "query.h5ad"]
+
+
+def test_transposed_anndata_is_worded_for_anndata(reference, tmp_path):
+    model, query = reference
+    counts = anndata.AnnData(X=query.layers["counts"], obs=query.obs[[]], var=query.var[[]])
+    flipped = counts.T  # genes as obs, cells as var
+    with pytest.raises(InputError) as info:
+        da.train_reference(flipped, query.obs["cell_type"].astype(str), epochs=1)
+    message = str(info.value)
+    assert "the AnnData looks transposed (expected cells as obs and genes as var" in message
+    assert "genes as rows" not in message
+    path = tmp_path / "flipped.h5ad"
+    flipped.write_h5ad(path)
+    with pytest.raises(da.GeneOverlapError) as info:
+        da.annotate(os.fspath(path), model)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "AnnData looks transposed" in message
+    assert "genes as rows" not in message
+
+
+def test_cells_as_rows_on_pandas_hdf_is_refused(tmp_path, capsys):
+    from conftest import write_counts
+
+    counts, _ = synthetic_counts(20, 30)
+    path = write_counts(tmp_path / "counts.h5", counts)
+    with pytest.raises(InputError, match="option cells_as_rows applies to csv and tsv input, "
+                                         "but this is pandas-hdf"):
+        da.read_counts(path, cells_as_rows=True)
+    line = one_line_error(capsys, "convert", "--input", path, "--cells-as-rows", "--output",
+                          tmp_path / "out.h5ad")
+    assert f"{path}: option cells_as_rows applies to csv and tsv input" in line
+    assert not (tmp_path / "out.h5ad").exists()
+
+
+def test_convert_to_h5ad_keeps_integer_counts_integer(tmp_path, capsys):
+    from conftest import write_counts
+
+    counts, _ = synthetic_counts(20, 30)
+    path = write_counts(tmp_path / "counts.h5", counts)
+    output = tmp_path / "counts.h5ad"
+    assert cli.main(["convert", "--input", path, "--output", os.fspath(output)]) == 0
+    written = anndata.read_h5ad(output)
+    assert written.X.dtype.kind == "i"
+    X = written.X.toarray() if sp.issparse(written.X) else written.X
+    np.testing.assert_array_equal(X, counts)
+    # Other values stay float32, as read.
+    values = pd.DataFrame((counts + 0.5).T, index=[f"g{j}" for j in range(30)],
+                          columns=[f"c{i}" for i in range(20)])
+    values.to_csv(tmp_path / "values.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-integer counts: a warning
+        assert cli.main(["convert", "--input", os.fspath(tmp_path / "values.csv"), "--output",
+                         os.fspath(tmp_path / "values.h5ad")]) == 0
+    written = anndata.read_h5ad(tmp_path / "values.h5ad")
+    assert written.X.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(written.X), counts + 0.5)
+
+
+def test_unknown_settings_refused_before_streaming(tmp_path):
+    from deepchem_actinn.train import train_streaming
+
+    with pytest.raises(TypeError, match="train_streaming\\(\\) got unexpected keyword argument "
+                                        "'nb_epoch'"):
+        train_streaming(tmp_path / "missing.h5", tmp_path / "labels.tsv", tmp_path / "work",
+                        nb_epoch=1)
