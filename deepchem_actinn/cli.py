@@ -287,6 +287,7 @@ def _predict_h5ad(args: argparse.Namespace, model: Any) -> Any:
     from deepchem_actinn.annotation import annotate
     from deepchem_actinn.io import (
         _import_anndata,
+        check_format_options,
         detect_format,
         load_counts,
         normalize_format,
@@ -294,9 +295,10 @@ def _predict_h5ad(args: argparse.Namespace, model: Any) -> Any:
     )
     options = _read_options(args)
     if (normalize_format(args.format) or detect_format(args.test_set)) == "h5ad":
+        options.pop("format", None)
+        check_format_options("h5ad", args.test_set, key=args.key, **options)
         adata = read_anndata(args.test_set)  # obs, var, layers... all kept
         query: Any = adata
-        options = {k: v for k, v in options.items() if k in ("layer", "gene_column")}
     else:
         query = load_counts(args.test_set, key=args.key, **options)
         var = pd.DataFrame(index=pd.Index(query.genes, dtype=object))

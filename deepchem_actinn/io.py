@@ -879,6 +879,17 @@ def load_h5ad(path: PathLike, layer: Optional[str] = None,
     return from_anndata(read_anndata(path), layer, gene_column, source=os.fspath(path))
 
 
+def check_format_options(kind: str, source: str, **options: Any) -> None:
+    """Refuse a reading option (given: not ``None``/``False``) that ``kind`` files do not take."""
+    applies = FORMAT_OPTIONS
+    for option, value in options.items():
+        if value is not None and value is not False and kind not in applies[option]:
+            hint = " (use gene_column / --gene-column for .h5ad)" if option == "gene_ids" \
+                and kind == "h5ad" else ""
+            raise InputError(f"option {option} applies to {' and '.join(applies[option])} "
+                             f"input, but this is {kind}{hint}", source)
+
+
 def load_counts(path: PathLike, key: Optional[str] = None, *, format: Optional[str] = None,
                 layer: Optional[str] = None, gene_column: Optional[str] = None,
                 cells_as_rows: bool = False, gene_ids: bool = False) -> StoredCounts:
@@ -889,16 +900,8 @@ def load_counts(path: PathLike, key: Optional[str] = None, *, format: Optional[s
     """
     name = os.fspath(path)
     kind = normalize_format(format) or detect_format(name)
-    applies = FORMAT_OPTIONS
-    given = {"key": key is not None, "layer": layer is not None,
-             "gene_column": gene_column is not None, "cells_as_rows": bool(cells_as_rows),
-             "gene_ids": bool(gene_ids)}
-    for option, used in given.items():
-        if used and kind not in applies[option]:
-            hint = " (use gene_column / --gene-column for .h5ad)" if option == "gene_ids" \
-                and kind == "h5ad" else ""
-            raise InputError(f"option {option} applies to {' and '.join(applies[option])} "
-                             f"input, but this is {kind}{hint}", name)
+    check_format_options(kind, name, key=key, layer=layer, gene_column=gene_column,
+                         cells_as_rows=cells_as_rows, gene_ids=gene_ids)
     if kind == "pandas-hdf":
         # Genes x cells by definition (the tutorial's layout): no --cells-as-rows here.
         frame = read_pandas_hdf(name, key)
@@ -1087,6 +1090,9 @@ def training_labels(counts: Any, labels: Any, format: Optional[str] = None) -> A
             raise InputError(f"'{labels}' is both a label file and an obs column; pass "
                              "read_labels(path) or the Series adata.obs[column]", labels)
         return labels if is_file else obs_labels(counts, labels)
+    if isinstance(counts, StoredCounts) and counts.format == "h5ad" and not is_file:
+        raise InputError(f"labels '{labels}' is no file, and from_anndata() results have no "
+                         "obs; pass the AnnData itself or adata.obs[column]", counts.source)
     if is_file or not isinstance(counts, (str, os.PathLike)) or not os.path.exists(counts):
         return labels
     kind = normalize_format(format) or detect_format(counts)
@@ -1227,6 +1233,9 @@ def _label_column_index(column: Union[str, int], header: Optional[List[str]], wi
     """The position of the chosen cell-type column (never 0, the cell ids)."""
     if header is not None and isinstance(column, str) and column in header[1:]:
         return header.index(column, 1)
+    if header is not None and column == header[0] and column:
+        raise InputError(f"column '{column}' holds the cell ids; choose the cell-type column "
+                         f"({listed})", source)
     text = str(column).strip()
     if isinstance(column, (int, np.integer)) or text.lstrip("-").isdigit():
         index = int(text)

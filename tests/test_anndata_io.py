@@ -95,6 +95,8 @@ def test_bad_anndata_training_inputs():
         da.train_reference(matrix, adata.obs["cell_type"], layer="counts", epochs=1)
     with pytest.raises(InputError, match="option cells_as_rows does not apply to an AnnData"):
         as_count_matrix(adata, cells_as_rows=True)
+    with pytest.raises(InputError, match="from_anndata\\(\\) results have no obs"):
+        da.train_reference(da.from_anndata(adata, layer="counts"), "cell_type", epochs=1)
     twice = make_adata()
     twice.obs_names = ["same"] * 2 + list(twice.obs_names[2:])
     with warnings.catch_warnings():
@@ -194,6 +196,9 @@ def test_predict_output_names_refused_before_any_work(reference, tmp_path, capsy
     line = one_line_error(capsys, "predict", "--model-dir", model, "--test-set", path,
                           "--output", tmp_path / "a.h5ad", "--chunk-cells", "10")
     assert "--chunk-cells streams the query" in line
+    line = one_line_error(capsys, "predict", "--model-dir", model, "--test-set", path,
+                          "--gene-ids", "--output", tmp_path / "a.h5ad")
+    assert f"{path}: option gene_ids applies to 10x-h5 and mtx input, but this is h5ad" in line
     # A failure leaves the previous output as it was.
     output = tmp_path / "annotated.h5ad"
     output.write_bytes(b"previous")

@@ -79,6 +79,12 @@ def test_more_than_two_columns_needs_a_choice(tmp_path):
         read_labels(path, column=0)
     with pytest.raises(InputError, match="no column 7"):
         read_labels(path, column=7)
+    named = tmp_path / "named.tsv"
+    table = pd.read_csv(path, sep="\t", index_col=0, keep_default_na=False)
+    table.rename_axis("cell_id").to_csv(named, sep="\t")
+    assert read_labels(named, column="bulk_labels").to_dict() == MAPPING
+    with pytest.raises(InputError, match="column 'cell_id' holds the cell ids"):
+        read_labels(named, column="cell_id")
 
 
 def test_headerless_three_columns_and_short_rows(tmp_path):
