@@ -144,10 +144,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_plots_dir(args.plots)
     if args.joint and args.query is None:
         raise InputError("--joint needs --query FILE", args.train_set)
+    labels = _train_labels(args)  # before any work: a wrong column is one line
     if args.out_of_core is not None:
-        return _train_out_of_core(args)
+        return _train_out_of_core(args, labels)
     # Sparse from reading to training: the same model as dense, less memory, faster epochs.
-    training = prepare(args.train_set, args.train_labels, key=args.key,
+    training = prepare(args.train_set, labels, key=args.key,
                        read_options=_read_options(args),
                        query=_read_query(args) if args.query is not None else None,
                        joint=args.joint, validation_fraction=args.validation_fraction,
@@ -177,6 +178,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_labels(args: argparse.Namespace) -> Any:
+    """--train-labels as a path, its --label-column, or the .h5ad's obs[--label-column]."""
+    from deepchem_actinn.errors import InputError
+    from deepchem_actinn.io import detect_format, normalize_format, obs_labels, read_labels
+    if args.train_labels is None:
+        if args.label_column is None:
+            raise InputError("no labels: give --train-labels FILE, or --label-column COL to "
+                             "take them from an .h5ad's obs", args.train_set)
+        kind = normalize_format(args.format) or detect_format(args.train_set)
+        if kind != "h5ad":
+            raise InputError(f"--label-column without --train-labels takes labels from an "
+                             f".h5ad's obs, but this is {kind}; give --train-labels FILE",
+                             args.train_set)
+        return obs_labels(args.train_set, args.label_column)
+    if args.label_column is None:
+        return args.train_labels
+    return read_labels(args.train_labels, column=args.label_column)
+
+
 def _training_options(args: argparse.Namespace) -> Dict[str, Any]:
     """The options every training path takes the same way (``train``, ``--out-of-core``)."""
     return {"preset": args.preset, "seed": args.seed, "min_gene_overlap": args.min_overlap,
@@ -193,7 +213,7 @@ _IN_MEMORY_ONLY = {"joint": "--joint", "validation_fraction": "--validation-frac
                    "cells_as_rows": "--cells-as-rows"}
 
 
-def _train_out_of_core(args: argparse.Namespace) -> int:
+def _train_out_of_core(args: argparse.Namespace, labels: Any) -> int:
     """train --out-of-core DIR: two streaming passes, shards in DIR, one chunk in memory."""
     import shutil
     import tempfile
@@ -216,7 +236,7 @@ def _train_out_of_core(args: argparse.Namespace) -> int:
     print(f"{PROG}: streaming {source.n_cells} cells x {len(source.genes)} genes "
           f"({CHUNK_CELLS} at a time; shards in {work})", file=sys.stderr)
     try:
-        model = prepare_out_of_core(source, args.train_labels, work, query=query,
+        model = prepare_out_of_core(source, labels, work, query=query,
                                     **_training_options(args)
                                     ).fit(_progress_callback(None, args.quiet))
         model.save(args.model_dir)
@@ -228,12 +248,69 @@ def _train_out_of_core(args: argparse.Namespace) -> int:
     return 0
 
 
-def _append_table(frame: Any, path: str, first: bool) -> None:
-    """Write a block of rows to a TSV (with the header when ``first``, else appended)."""
+def _append_table(frame: Any, path: str, first: bool, sep: str = "\t") -> None:
+    """Write a block of rows to a table (with the header when ``first``, else appended)."""
     from deepchem_actinn.atomic import naming
     with naming(path):  # a full disk then names this output
-        frame.to_csv(path, sep="\t", float_format="%.6g", header=first,
+        frame.to_csv(path, sep=sep, float_format="%.6g", header=first,
                      mode="w" if first else "a")
+
+
+#: predict --output: the calls as a table (by extension, .csv comma-separated) or the query
+#: as an .h5ad with the calls added.
+_PREDICT_OUTPUTS = (".tsv", ".txt", ".csv", ".h5ad")
+
+
+def _separator(path: str) -> str:
+    return "," if path.lower().endswith(".csv") else "\t"
+
+
+def _check_predict_output(args: argparse.Namespace) -> bool:
+    """Refuse an --output name of no known kind, before any work; True for .h5ad."""
+    from deepchem_actinn.errors import InputError
+    extension = os.path.splitext(args.output)[1].lower()
+    if extension not in _PREDICT_OUTPUTS:
+        raise InputError(f"--output must end {', '.join(_PREDICT_OUTPUTS[:-1])} (the calls as "
+                         "a table) or .h5ad (the query with the calls added)", args.output)
+    if extension == ".h5ad" and args.chunk_cells is not None:
+        raise InputError("--chunk-cells streams the query, but an .h5ad --output holds all of "
+                         "it; write a .tsv with --chunk-cells", args.output)
+    return extension == ".h5ad"
+
+
+def _predict_h5ad(args: argparse.Namespace, model: Any) -> Any:
+    """The query (--test-set, any format) as an AnnData with the calls added; and the result."""
+    import warnings
+
+    import pandas as pd
+
+    from deepchem_actinn.annotation import annotate
+    from deepchem_actinn.io import (
+        _import_anndata,
+        check_format_options,
+        detect_format,
+        load_counts,
+        normalize_format,
+        read_anndata,
+    )
+    options = _read_options(args)
+    if (normalize_format(args.format) or detect_format(args.test_set)) == "h5ad":
+        options.pop("format", None)
+        check_format_options("h5ad", args.test_set, key=args.key, **options)
+        adata = read_anndata(args.test_set)  # obs, var, layers... all kept
+        query: Any = adata
+    else:
+        query = load_counts(args.test_set, key=args.key, **options)
+        var = pd.DataFrame(index=pd.Index(query.genes, dtype=object))
+        if query.gene_ids is not None:
+            var["gene_ids"] = query.gene_ids
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*names are not unique")
+            adata = _import_anndata(args.output).AnnData(
+                X=query.X, obs=pd.DataFrame(index=pd.Index(query.cells, dtype=object)), var=var)
+        options = {}
+    result = annotate(query, model, args.threshold, **options)
+    return result.to_adata(adata), result
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -245,14 +322,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from deepchem_actinn.annotation import calls, prediction_blocks
     from deepchem_actinn.atomic import atomic_files
     from deepchem_actinn.errors import InputError
-    from deepchem_actinn.model import describe_preset
     inputs = [args.test_set, os.path.join(args.model_dir, "actinn_model.json"),
               os.path.join(args.model_dir, "weights.pt")]
     check_output_path(args.output, inputs)
+    to_h5ad = _check_predict_output(args)
     if args.probabilities is not None:
         check_output_path(args.probabilities, inputs + [args.output], "probabilities")
     model = da.ACTINNModel.load(args.model_dir,
                                 device=None if args.device == "auto" else args.device)
+    if to_h5ad:
+        return _write_predict_h5ad(args, model)
     if args.chunk_cells is not None:
         given = [flag for name, flag in _IN_MEMORY_ONLY.items() if getattr(args, name, None)]
         if given:
@@ -268,30 +347,56 @@ def cmd_predict(args: argparse.Namespace) -> int:
     targets = [args.output] + ([args.probabilities] if args.probabilities is not None else [])
     classes = [str(c) for c in model.classes]
     counts: Counter = Counter()
+    sep = _separator(args.output)
     with atomic_files(targets) as temporaries:
         first = True
         for ids, probabilities, _ in blocks:
             labels, _, probability = calls(model, probabilities, args.threshold)
             index = pd.Index(ids, name="cell_id")
             _append_table(pd.DataFrame({"cell_type": labels, "probability": probability},
-                                       index=index), temporaries[0], first)
+                                       index=index), temporaries[0], first, sep)
             if args.probabilities is not None:
                 _append_table(pd.DataFrame(probabilities, index=index, columns=classes),
-                              temporaries[1], first)
+                              temporaries[1], first, _separator(args.probabilities))
             counts.update(labels.tolist())
             first = False
         if first:  # no cell: the headers alone
             index = pd.Index([], name="cell_id")
             _append_table(pd.DataFrame({"cell_type": [], "probability": []}, index=index),
-                          temporaries[0], True)
+                          temporaries[0], True, sep)
             if args.probabilities is not None:
-                _append_table(pd.DataFrame(columns=classes, index=index), temporaries[1], True)
+                _append_table(pd.DataFrame(columns=classes, index=index), temporaries[1], True,
+                              _separator(args.probabilities))
     # After the calls, so a file that fails part-way gets its one error line and no other.
+    _predict_summary(args, model, overlap, counts)
+    return 0
+
+
+def _predict_summary(args: argparse.Namespace, model: Any, overlap: Any, counts: Any) -> None:
+    from deepchem_actinn.model import describe_preset
     print(f"{PROG}: {overlap.summary()}", file=sys.stderr)
     print(f"{PROG}: annotated {sum(counts.values())} cells -> {args.output}; "
           f"{describe_preset(model.preset)}")
     for name, count in counts.most_common():
         print(f"  {name}\t{count}")
+
+
+def _write_predict_h5ad(args: argparse.Namespace, model: Any) -> int:
+    """predict --output FILE.h5ad: the query with the calls, written like every output."""
+    from collections import Counter
+
+    from deepchem_actinn.atomic import atomic_files, naming
+    adata, result = _predict_h5ad(args, model)
+    targets = [args.output] + ([args.probabilities] if args.probabilities is not None else [])
+    with atomic_files(targets) as temporaries:
+        with naming(temporaries[0]), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*names are not unique")
+            adata.write_h5ad(temporaries[0])
+        if args.probabilities is not None:
+            table = result.to_dataframe(probabilities=True).drop(
+                columns=["cell_type", "probability"])
+            _append_table(table, temporaries[1], True, _separator(args.probabilities))
+    _predict_summary(args, model, result.overlap, Counter(str(v) for v in result.labels))
     return 0
 
 
@@ -299,7 +404,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _import_quietly()
     from deepchem_actinn.evaluation import evaluation_report, score_predictions
     _check_plots_dir(args.plots)
-    truth, predicted = score_predictions(args.predictions, args.labels)
+    truth, predicted = score_predictions(args.predictions, args.labels,
+                                         label_column=args.label_column)
     if args.plots is not None:  # before any output: too many types to draw is refused
         from deepchem_actinn.plots import check_plot_types
         check_plot_types(len(set(truth) | set(predicted)),
@@ -466,7 +572,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a reference model")
     train.add_argument("--train-set", required=True,
                        help="counts: pandas HDF, 10x HDF5, Matrix Market, CSV/TSV or .h5ad")
-    train.add_argument("--train-labels", required=True, help="cell_id<TAB>cell_type TSV")
+    train.add_argument("--train-labels",
+                       help="cell_id<TAB>cell_type TSV (or --label-column of an .h5ad)")
+    train.add_argument("--label-column", metavar="COL",
+                       help="the cell-type column of a --train-labels file with more than two "
+                            "columns (header name, or position counted from 0 at the cell "
+                            "ids); without --train-labels, the obs column of an .h5ad "
+                            "--train-set")
     train.add_argument("--model-dir", required=True, help="directory to write the model to")
     train.add_argument("--query", help="restrict training to the genes this file shares")
     train.add_argument("--joint", action="store_true",
@@ -510,7 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--test-set", required=True,
                          help="counts: pandas HDF, 10x HDF5, Matrix Market, CSV/TSV or .h5ad")
     predict.add_argument("--output", required=True,
-                         help="predictions TSV: cell_id, cell_type, probability")
+                         help="predictions table (.tsv/.txt; .csv comma-separated): cell_id, "
+                              "cell_type, probability; or .h5ad: the query (any format) with "
+                              "the calls in obs, obsm and uns (see to_adata)")
     predict.add_argument("--probabilities", help="TSV of every class probability per cell")
     predict.add_argument("--threshold", type=_probability,
                          help="label cells below this probability 'Unassigned'")
@@ -525,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score predictions against labels")
     evaluate.add_argument("--predictions", required=True, help="TSV written by predict")
     evaluate.add_argument("--labels", required=True, help="cell_id<TAB>cell_type TSV")
+    evaluate.add_argument("--label-column", metavar="COL",
+                          help="the cell-type column of a --labels file with more than two "
+                               "columns (header name, or position counted from 0 at the ids)")
     evaluate.add_argument("--plots", metavar="DIR",
                           help="write confusion_matrix.png and f1_per_class.png here")
     evaluate.set_defaults(handler=cmd_evaluate)

@@ -34,6 +34,7 @@ from deepchem_actinn.io import (
     Names,
     PathLike,
     join_labels,
+    labels_source,
     read_counts,
     read_labels,
 )
@@ -173,7 +174,7 @@ class ScRNALoader:
         if labels is None:
             return make(matrix, None, self.classes)
         if isinstance(labels, pd.Series):
-            label_series, label_source = labels, "<labels>"
+            label_series, label_source = labels, labels_source(labels) or "<labels>"
         else:
             label_series, label_source = read_labels(labels), os.fspath(labels)
         joined = join_labels(matrix, label_series, label_source=label_source)

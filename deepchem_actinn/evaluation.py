@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -78,16 +78,18 @@ def evaluation_report(predicted_names: Any, true_names: Any,
     }
 
 
-def score_predictions(predictions_path: str, labels_path: str
+def score_predictions(predictions_path: str, labels_path: str,
+                      label_column: Optional[Union[str, int]] = None
                       ) -> Tuple[np.ndarray, np.ndarray]:
     """``(truth, predicted)`` of the predicted cells that have a cell-type label.
 
     Cells without a label, and cells labelled ``Unassigned`` (no cell type: it
     would pass for a correct abstention), are left out with a warning; no cell
-    left to score is an error.
+    left to score is an error. ``label_column`` chooses the cell-type column
+    of a label file with more than two (see :func:`~deepchem_actinn.io.read_labels`).
     """
     predictions = read_predictions(predictions_path)
-    labels = read_labels(labels_path)
+    labels = read_labels(labels_path, column=label_column)
     shared = predictions.index.intersection(labels.index)
     if len(shared) == 0:
         raise InputError(f"no predicted cell id matches a label id in {labels_path}",

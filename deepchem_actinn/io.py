@@ -47,6 +47,7 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _HEADER_WORDS = {
     "cell", "cells", "cell_id", "cellid", "cell id", "barcode", "barcodes", "id", "ids",
     "cell_type", "celltype", "cell type", "label", "labels", "type", "cluster", "annotation",
+    "index", "obs_names", "cell_types", "cell_ontology_class", "bulk_labels", "louvain", "leiden",
 }
 
 
@@ -367,7 +368,7 @@ _FORMAT_ALIASES = {
 }
 #: The formats each reading option applies to.
 FORMAT_OPTIONS = {"key": ("pandas-hdf", "10x-h5"), "layer": ("h5ad",), "gene_column": ("h5ad",),
-                  "cells_as_rows": ("csv", "tsv", "pandas-hdf"), "gene_ids": ("10x-h5", "mtx")}
+                  "cells_as_rows": ("csv", "tsv"), "gene_ids": ("10x-h5", "mtx")}
 GZIP_SIGNATURE = b"\x1f\x8b"
 ANNDATA_HINT = "pip install 'deepchem_actinn[anndata]'"
 _MTX_NAME = re.compile(r"^(.*?)matrix\.mtx(\.gz)?$", re.IGNORECASE)
@@ -859,19 +860,34 @@ def _check_h5ad_sizes(name: str) -> None:
         raise InputError(f"cannot read .h5ad: {type(exc).__name__}: {exc}", name) from exc
 
 
-def load_h5ad(path: PathLike, layer: Optional[str] = None,
-              gene_column: Optional[str] = None) -> StoredCounts:
-    """Load an ``.h5ad`` file (needs the ``anndata`` extra); see :func:`from_anndata`."""
+def read_anndata(path: PathLike) -> Any:
+    """The whole ``AnnData`` of an ``.h5ad`` file, its sizes checked before it is read."""
     name = _check_readable(path)
     anndata = _import_anndata(name)
     _check_h5ad_sizes(name)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="anndata")
         try:
-            adata = anndata.read_h5ad(name)
+            return anndata.read_h5ad(name)
         except Exception as exc:
             raise InputError(f"cannot read .h5ad: {type(exc).__name__}: {exc}", name) from exc
-    return from_anndata(adata, layer, gene_column, source=name)
+
+
+def load_h5ad(path: PathLike, layer: Optional[str] = None,
+              gene_column: Optional[str] = None) -> StoredCounts:
+    """Load an ``.h5ad`` file (needs the ``anndata`` extra); see :func:`from_anndata`."""
+    return from_anndata(read_anndata(path), layer, gene_column, source=os.fspath(path))
+
+
+def check_format_options(kind: str, source: str, **options: Any) -> None:
+    """Refuse a reading option (given: not ``None``/``False``) that ``kind`` files do not take."""
+    applies = FORMAT_OPTIONS
+    for option, value in options.items():
+        if value is not None and value is not False and kind not in applies[option]:
+            hint = " (use gene_column / --gene-column for .h5ad)" if option == "gene_ids" \
+                and kind == "h5ad" else ""
+            raise InputError(f"option {option} applies to {' and '.join(applies[option])} "
+                             f"input, but this is {kind}{hint}", source)
 
 
 def load_counts(path: PathLike, key: Optional[str] = None, *, format: Optional[str] = None,
@@ -884,20 +900,11 @@ def load_counts(path: PathLike, key: Optional[str] = None, *, format: Optional[s
     """
     name = os.fspath(path)
     kind = normalize_format(format) or detect_format(name)
-    applies = FORMAT_OPTIONS
-    given = {"key": key is not None, "layer": layer is not None,
-             "gene_column": gene_column is not None, "cells_as_rows": bool(cells_as_rows),
-             "gene_ids": bool(gene_ids)}
-    for option, used in given.items():
-        if used and kind not in applies[option]:
-            hint = " (use gene_column / --gene-column for .h5ad)" if option == "gene_ids" \
-                and kind == "h5ad" else ""
-            raise InputError(f"option {option} applies to {' and '.join(applies[option])} "
-                             f"input, but this is {kind}{hint}", name)
+    check_format_options(kind, name, key=key, layer=layer, gene_column=gene_column,
+                         cells_as_rows=cells_as_rows, gene_ids=gene_ids)
     if kind == "pandas-hdf":
+        # Genes x cells by definition (the tutorial's layout): no --cells-as-rows here.
         frame = read_pandas_hdf(name, key)
-        if cells_as_rows:
-            frame = frame.T
         return StoredCounts(frame.to_numpy().T, [str(g) for g in frame.index],
                             [str(c) for c in frame.columns], name, kind)
     if kind == "10x-h5":
@@ -936,7 +943,7 @@ def read_counts(path: PathLike, key: Optional[str] = None, *, format: Optional[s
     gene_column: str, optional
         ``.h5ad``: the ``var`` column holding gene symbols (default ``var_names``).
     cells_as_rows: bool
-        CSV/TSV (and pandas HDF): the table is cells x genes.
+        CSV/TSV: the table is cells x genes.
     gene_ids: bool
         10x HDF5 and Matrix Market: use gene ids (Ensembl) instead of symbols.
 
@@ -965,15 +972,35 @@ def _is_anndata(data: Any) -> bool:
 
 
 def as_count_matrix(data: Any, key: Optional[str] = None, **read_options: Any) -> CountMatrix:
-    """Accept a path (any format), an ``AnnData``, a :class:`CountMatrix` or a ``DataFrame``.
+    """Accept a path (any format), an ``AnnData``, a :class:`CountMatrix`, the
+    :class:`StoredCounts` of :func:`from_anndata` / :func:`load_counts` or a ``DataFrame``.
 
     A ``DataFrame`` is genes x cells (``cells_as_rows=True``: cells x
     genes); an ``AnnData`` gives ``X``, ``layers[layer]`` or ``raw.X``
     (``layer=``) with ``var_names`` or a ``var`` column (``gene_column=``)
-    as genes. ``read_options`` go to :func:`~deepchem_actinn.io.read_counts`.
+    as genes. ``read_options`` go to :func:`~deepchem_actinn.io.read_counts`;
+    one that does not apply to ``data`` is refused rather than ignored.
     """
+    unknown = set(read_options) - set(FORMAT_OPTIONS) - {"format"}
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {', '.join(map(repr, sorted(unknown)))}")
+    given = sorted(name for name, value in read_options.items() if value)
+    if key is not None:
+        given = ["key"] + given
+    applies = {CountMatrix: (), StoredCounts: (), pd.DataFrame: ("cells_as_rows",)}
+    for kind, allowed in applies.items():
+        if isinstance(data, kind) and set(given) - set(allowed):
+            raise InputError(f"option {', '.join(sorted(set(given) - set(allowed)))} does not "
+                             f"apply to a {kind.__name__} (only to files"
+                             f"{'' if kind is pd.DataFrame else ' and AnnData'})",
+                             f"<{kind.__name__}>")
+    if _is_anndata(data) and set(given) - {"layer", "gene_column"}:
+        raise InputError(f"option {', '.join(sorted(set(given) - {'layer', 'gene_column'}))} "
+                         "does not apply to an AnnData (layer and gene_column do)", "<AnnData>")
     if isinstance(data, CountMatrix):
         return data
+    if isinstance(data, StoredCounts):  # from_anndata(), load_counts()
+        return data.finish()
     if isinstance(data, pd.DataFrame):
         frame = data.T if read_options.get("cells_as_rows") else data
         return finish_matrix(frame.to_numpy().T, list(frame.index), list(frame.columns),
@@ -986,6 +1013,92 @@ def as_count_matrix(data: Any, key: Optional[str] = None, **read_options: Any) -
     raise TypeError(f"cannot read cells from a {type(data).__name__}")
 
 
+def _read_obs(path: str) -> pd.DataFrame:
+    """The ``obs`` table of an ``.h5ad`` file, without reading its matrices."""
+    import h5py
+
+    anndata = _import_anndata(path)
+    _check_h5ad_sizes(path)
+    try:
+        read_elem = anndata.io.read_elem
+    except AttributeError:  # anndata < 0.11
+        read_elem = anndata.experimental.read_elem
+    try:
+        with h5py.File(path, "r") as handle, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="anndata")
+            if "obs" not in handle:
+                raise InputError(".h5ad has no obs table", path)
+            return read_elem(handle["obs"])
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"cannot read the obs of .h5ad: {type(exc).__name__}: {exc}",
+                         path) from exc
+
+
+def obs_labels(data: Any, column: str) -> pd.Series:
+    """Cell types from the ``obs`` column ``column`` of an ``AnnData`` or ``.h5ad`` file.
+
+    Indexed by ``obs_names``; cells whose value is missing have no label
+    (they are left out of training, like cells missing from a label file).
+    Of a file only ``obs`` is read.
+
+    Examples
+    --------
+    >>> import anndata, numpy as np, pandas as pd
+    >>> adata = anndata.AnnData(np.ones((3, 2)), obs=pd.DataFrame(
+    ...     {"cell_type": ["B", None, "T"]}, index=["c1", "c2", "c3"]))
+    >>> obs_labels(adata, "cell_type").to_dict()
+    {'c1': 'B', 'c3': 'T'}
+    """
+    if _is_anndata(data):
+        obs, source = data.obs, "<AnnData>"
+    elif isinstance(data, (str, os.PathLike)):
+        source = _check_readable(data)
+        obs = _read_obs(source)
+    else:
+        raise TypeError(f"cannot read obs labels from a {type(data).__name__}")
+    if column not in obs.columns:
+        listed = ", ".join(map(str, obs.columns[:12])) or "none"
+        raise InputError(f"no obs column '{column}' (obs columns: {listed})", source)
+    index = pd.Index([str(c) for c in obs.index])
+    if index.has_duplicates:
+        examples = ", ".join(sorted(set(index[index.duplicated()]))[:3])
+        raise InputError(f"obs_names repeat (e.g. {examples}), so labels cannot be matched to "
+                         "cells; make them unique (adata.obs_names_make_unique())", source)
+    values = obs[column]
+    known = ~pd.isna(values).to_numpy()
+    if not known.any():
+        raise InputError(f"obs column '{column}' holds no cell types (all missing)", source)
+    labels = pd.Series([str(v) for v in values.to_numpy()[known]], index=index[known],
+                       name=str(column), dtype=object)
+    labels.attrs["source"] = f"{source} obs['{column}']"
+    return labels
+
+
+def training_labels(counts: Any, labels: Any, format: Optional[str] = None) -> Any:
+    """``labels`` as given, or the ``obs`` column it names when ``counts`` is an AnnData/.h5ad.
+
+    A string names an ``obs`` column when ``counts`` is an ``AnnData`` or an
+    ``.h5ad`` path and no file of that name exists; naming both is refused.
+    """
+    if not isinstance(labels, str):
+        return labels
+    is_file = os.path.isfile(labels)
+    if _is_anndata(counts):
+        if is_file and labels in counts.obs.columns:
+            raise InputError(f"'{labels}' is both a label file and an obs column; pass "
+                             "read_labels(path) or the Series adata.obs[column]", labels)
+        return labels if is_file else obs_labels(counts, labels)
+    if isinstance(counts, StoredCounts) and counts.format == "h5ad" and not is_file:
+        raise InputError(f"labels '{labels}' is no file, and from_anndata() results have no "
+                         "obs; pass the AnnData itself or adata.obs[column]", counts.source)
+    if is_file or not isinstance(counts, (str, os.PathLike)) or not os.path.exists(counts):
+        return labels
+    kind = normalize_format(format) or detect_format(counts)
+    return obs_labels(counts, labels) if kind == "h5ad" else labels
+
+
 def gene_list(query: Any) -> List[str]:
     """A query's genes: a list of names, or those of what :func:`as_count_matrix` reads."""
     if query is None:
@@ -995,14 +1108,47 @@ def gene_list(query: Any) -> List[str]:
     return [str(g) for g in as_count_matrix(query).genes]
 
 
+def _unquote(field: str) -> str:
+    """A field without the double quotes R and pandas put around text (``""`` is ``"``)."""
+    field = field.strip()
+    if len(field) >= 2 and field[0] == field[-1] == '"':
+        return field[1:-1].replace('""', '"').strip()
+    return field
 
 
-def read_labels(path: PathLike) -> pd.Series:
+def _looks_like_header(fields: List[str], raw: List[str], n_data_fields: int) -> bool:
+    """True for a first row written as a header: by hand, by pandas or by R."""
+    if not fields[0]:  # pandas' unnamed index ("\tlabel"), R's write.csv ('""\t"x"')
+        return True
+    if len(raw) == n_data_fields - 1:  # R's write.table: one name per column, none for ids
+        return True
+    return any(f.lower() in _HEADER_WORDS for f in fields[:2])
+
+
+def labels_source(labels: pd.Series) -> Optional[str]:
+    """The file (or ``obs`` column) a label Series was read from, if known."""
+    source = labels.attrs.get("source") if hasattr(labels, "attrs") else None
+    return None if source is None else str(source)
+
+
+def read_labels(path: PathLike, column: Optional[Union[str, int]] = None) -> pd.Series:
     """Read ``cell_id<TAB>cell_type`` lines into a Series indexed by cell id.
 
-    A header line is detected from its words (``cell_id``, ``label``, ...)
-    and skipped. Duplicate ids, empty files and files that are not
-    tab-separated are refused.
+    A header line is recognised from its words (``cell_id``, ``label``,
+    ``index``...), an empty first field (pandas' unnamed index, R's
+    ``write.csv``) or one field fewer than the rows (R's ``write.table``),
+    and skipped; quotes around fields are removed. Duplicate ids, empty
+    files and files that are not tab-separated are refused. Words such as
+    ``NA`` or ``None`` are cell-type names, never missing values.
+
+    Parameters
+    ----------
+    path: str
+        The label file.
+    column: str or int, optional
+        The cell-type column of a file with more than two columns (an error
+        without it): a header name, or a position counted from 0 at the
+        cell-id column as pandas' ``iloc`` does (``2``: the third field).
 
     Examples
     --------
@@ -1011,6 +1157,9 @@ def read_labels(path: PathLike) -> pd.Series:
     >>> _ = open(path, "w").write("cell_id\\tcell_type\\nc1\\tB cell\\nc2\\tT cell\\n")
     >>> read_labels(path).to_dict()
     {'c1': 'B cell', 'c2': 'T cell'}
+    >>> _ = open(path, "w").write("\\tlouvain\\tbulk_labels\\nc1\\t0\\tB cell\\n")
+    >>> read_labels(path, column="bulk_labels").to_dict()
+    {'c1': 'B cell'}
     """
     name = _check_readable(path)
     try:
@@ -1021,26 +1170,52 @@ def read_labels(path: PathLike) -> pd.Series:
     rows = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
     if not rows:
         raise InputError("label file is empty", name)
-    parsed: List[Tuple[str, str]] = []
+    split: List[Tuple[int, List[str]]] = []
     for number, line in rows:
-        fields = line.split("\t")
-        if len(fields) < 2:
+        raw = line.split("\t")
+        while len(raw) > 2 and not raw[-1].strip():  # trailing tabs add no column
+            raw.pop()
+        split.append((number, raw))
+    for number, raw in split:
+        if len(raw) < 2 and not (number == split[0][0] and len(split) > 1
+                                 and len(split[1][1]) == 2):
             hint = ""
+            line = "\t".join(raw)
             for sep, sep_name in ((",", "commas"), (";", "semicolons"), (" ", "spaces")):
                 if sep in line:
                     hint = f" (it looks separated by {sep_name})"
                     break
+            raise InputError(f"line {number} is not 'cell_id<TAB>cell_type'{hint}", name)
+    first_raw = split[0][1]
+    first = [_unquote(f) for f in first_raw]
+    n_fields = len(split[1][1]) if len(split) > 1 else len(first_raw)
+    has_header = _looks_like_header(first, first_raw, n_fields)
+    if has_header and len(first) == n_fields - 1:
+        first = [""] + first  # R's write.table names the columns, not the ids
+    width = max(len(first), n_fields)
+    names = first if has_header else [f"column {i}" for i in range(width)]
+    listed = ", ".join(f"{i}: {n or '(index)'}" if has_header else f"{i}: e.g. '{first[i]}'"
+                       for i, n in enumerate(names[:12]) if i < len(first))
+    if column is None:
+        if width > 2:
             raise InputError(
-                f"line {number} is not 'cell_id<TAB>cell_type'{hint}", name)
-        cell, label = fields[0].strip(), fields[1].strip()
+                f"label file has {width} columns ({listed}); choose the cell-type column with "
+                "column= (--label-column NAME or position)", name)
+        index = 1
+    else:
+        index = _label_column_index(column, names if has_header else None, width, listed, name)
+    data = split[1:] if has_header else split
+    if not data:
+        raise InputError("label file has a header but no labels", name)
+    parsed: List[Tuple[str, str]] = []
+    for number, raw in data:
+        if len(raw) <= index:
+            raise InputError(f"line {number} has {len(raw)} fields, fewer than the cell-type "
+                             f"column {index} needs", name)
+        cell, label = _unquote(raw[0]), _unquote(raw[index])
         if not cell or not label:
             raise InputError(f"line {number} has an empty cell id or cell type", name)
         parsed.append((cell, label))
-    first_cell, first_label = parsed[0]
-    if first_cell.lower() in _HEADER_WORDS or first_label.lower() in _HEADER_WORDS:
-        parsed = parsed[1:]
-        if not parsed:
-            raise InputError("label file has a header but no labels", name)
     labels = pd.Series([label for _, label in parsed], index=[cell for cell, _ in parsed],
                        name="cell_type", dtype=object)
     duplicated = labels.index.duplicated(keep=False)
@@ -1049,7 +1224,30 @@ def read_labels(path: PathLike) -> pd.Series:
         raise InputError(
             f"{int(labels.index.duplicated().sum())} duplicate cell ids "
             f"(e.g. {', '.join(examples)})", name)
+    labels.attrs["source"] = name
     return labels
+
+
+def _label_column_index(column: Union[str, int], header: Optional[List[str]], width: int,
+                        listed: str, source: str) -> int:
+    """The position of the chosen cell-type column (never 0, the cell ids)."""
+    if header is not None and isinstance(column, str) and column in header[1:]:
+        return header.index(column, 1)
+    if header is not None and column == header[0] and column:
+        raise InputError(f"column '{column}' holds the cell ids; choose the cell-type column "
+                         f"({listed})", source)
+    text = str(column).strip()
+    if isinstance(column, (int, np.integer)) or text.lstrip("-").isdigit():
+        index = int(text)
+        if index == 0:
+            raise InputError("column 0 holds the cell ids; choose the cell-type column "
+                             f"({listed})", source)
+        if not 0 < index < width:
+            raise InputError(f"no column {index}: the file has {width} columns ({listed})",
+                             source)
+        return index
+    where = "its header" if header is not None else "the file (it has no header line)"
+    raise InputError(f"no column '{column}' in {where} ({listed})", source)
 
 
 @dataclass
@@ -1088,6 +1286,20 @@ class LabelJoin:
         return "; ".join(parts)
 
 
+def transposed_hint(source: str) -> str:
+    """What a matrix whose cell ids are gene names should have been, worded for its kind.
+
+    An AnnData is cells x genes (cells as obs), the tables genes x cells.
+
+    >>> transposed_hint("pbmc.h5ad")
+    'the AnnData looks transposed (expected cells as obs and genes as var, as scanpy writes them; transpose it with adata.T)'
+    """  # noqa: E501
+    if source == "<AnnData>" or source.lower().endswith(".h5ad"):
+        return ("the AnnData looks transposed (expected cells as obs and genes as var, as "
+                "scanpy writes them; transpose it with adata.T)")
+    return "the matrix looks transposed (expected genes as rows, cells as columns)"
+
+
 def join_labels(matrix: CountMatrix, labels: pd.Series, label_source: str = "<labels>",
                 min_fraction: float = 0.0) -> LabelJoin:
     """Keep the cells that have a label, matched by id, in the matrix's order.
@@ -1111,8 +1323,8 @@ def join_labels(matrix: CountMatrix, labels: pd.Series, label_source: str = "<la
         upper_ids = pd.Index([i.upper() for i in label_index])
         if upper_ids.isin(pd.Index(matrix.genes)).mean() > 0.5:
             raise InputError(
-                f"the label ids of {label_source} match this matrix's gene names: the matrix "
-                "looks transposed (expected genes as rows, cells as columns)", matrix.source)
+                f"the label ids of {label_source} match this matrix's gene names: "
+                f"{transposed_hint(matrix.source)}", matrix.source)
         raise InputError(
             f"no cell id matches a label id in {label_source} (cells e.g. "
             f"{', '.join(map(str, matrix.cells[:3]))}; labels e.g. "

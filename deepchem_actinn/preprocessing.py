@@ -451,8 +451,8 @@ class ScRNAFeaturizer:
             query_ensembl = _looks_ensembl(genes)
             hint = ""
             if cells is not None and self.overlap(cells).n_found > report.n_found:
-                hint = ("; its cell ids match the model's genes: the matrix looks transposed "
-                        "(expected genes as rows, cells as columns)")
+                from deepchem_actinn.io import transposed_hint
+                hint = f"; its cell ids match the model's genes: {transposed_hint(source)}"
             elif model_ensembl != query_ensembl:
                 kinds = ("Ensembl ids", "gene symbols")
                 hint = (f"; the query has {kinds[0 if query_ensembl else 1]} but the model "

@@ -35,7 +35,14 @@ import torch
 
 from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
 from deepchem_actinn.errors import InputError
-from deepchem_actinn.io import CountMatrix, Names, PathLike, as_count_matrix, gene_list
+from deepchem_actinn.io import (
+    Names,
+    PathLike,
+    as_count_matrix,
+    gene_list,
+    labels_source,
+    training_labels,
+)
 from deepchem_actinn.model import (
     DEFAULT_PRESET,
     GENE_SELECTION_DEFAULTS,
@@ -69,6 +76,19 @@ def split_settings(preset: str, min_gene_overlap: float, settings: Dict[str, Any
     return featurizer_for(preset, min_gene_overlap=min_gene_overlap, **selection), rest
 
 
+def check_settings(settings: Dict[str, Any], function: str) -> None:
+    """Refuse, before any data is read, a setting no model takes (a typo'd ``layr=``)."""
+    import inspect
+
+    from deepchem_actinn.model import _TORCH_MODEL_OPTIONS, TRAINING_OPTIONS
+    known = set(inspect.signature(ACTINNModel.__init__).parameters) | set(TRAINING_OPTIONS) \
+        | set(_TORCH_MODEL_OPTIONS)
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"{function}() got unexpected keyword argument"
+                        f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
+
+
 def check_classes(classes: Names, labels: Optional[str], source: str) -> None:
     """Refuse training labels with a type named ``Unassigned`` or fewer than two types.
 
@@ -98,7 +118,7 @@ def build_model(featurizer: ScRNAFeaturizer, classes: Names, *, preset: str,
 
 
 def _labels_source(labels: Any) -> Optional[str]:
-    return None if isinstance(labels, pd.Series) else os.fspath(labels)
+    return labels_source(labels) if isinstance(labels, pd.Series) else os.fspath(labels)
 
 
 # -- in memory --------------------------------------------------------------------------
@@ -206,10 +226,11 @@ def _epoch_checkpoints(steps_per_epoch: int) -> Callable:
     return save
 
 
-def prepare(counts: Union[PathLike, CountMatrix, pd.DataFrame],
+def prepare(counts: Any,
             labels: Union[PathLike, pd.Series], *, query: Any = None, joint: bool = False,
             preset: str = DEFAULT_PRESET, key: Optional[str] = None,
-            read_options: Optional[Dict[str, Any]] = None, seed: int = 0,
+            read_options: Optional[Dict[str, Any]] = None, layer: Optional[str] = None,
+            gene_column: Optional[str] = None, seed: int = 0,
             device: Optional[Union[str, torch.device]] = None, sparse: bool = True,
             min_gene_overlap: float = 0.1, validation_fraction: Optional[float] = None,
             history: bool = False, checkpoint_dir: Optional[str] = None,
@@ -217,16 +238,21 @@ def prepare(counts: Union[PathLike, CountMatrix, pd.DataFrame],
     """Steps 1-4 of the pipeline for cells read into memory; ``.fit()`` trains.
 
     Takes :func:`train_reference`'s arguments, and: ``read_options`` for
-    :func:`~deepchem_actinn.io.read_counts`; ``validation_fraction`` of each
+    :func:`~deepchem_actinn.io.read_counts` (``layer`` and ``gene_column``
+    join them); ``validation_fraction`` of each
     type held out before the featurizer is fitted (``Training.valid``, scored
     by the history every epoch); ``history`` to record per-epoch loss and
     accuracy; ``checkpoint_dir`` for a checkpoint after every epoch and
     ``resume`` to continue from its latest one.
     """
     featurizer, settings = split_settings(preset, min_gene_overlap, settings)
+    check_settings(settings, "train_reference")
     if joint and query is None:
         raise ValueError("joint=True needs a query matrix")
-    matrix = as_count_matrix(counts, key=key, **(read_options or {}))
+    options = dict(read_options or {})
+    options.update({k: v for k, v in (("layer", layer), ("gene_column", gene_column)) if v})
+    labels = training_labels(counts, labels, options.get("format"))  # an obs column?
+    matrix = as_count_matrix(counts, key=key, **options)
     dataset = ScRNALoader(sparse=sparse).create_dataset(matrix, labels)
     check_classes(dataset.classes, _labels_source(labels), matrix.source)
     library = np.asarray(dataset.X.sum(axis=1)).ravel()
@@ -261,10 +287,10 @@ def prepare(counts: Union[PathLike, CountMatrix, pd.DataFrame],
                     checkpoints=checkpoint_dir is not None)
 
 
-def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
-                    labels: Union[PathLike, pd.Series], *, query: Any = None,
+def train_reference(counts: Any, labels: Union[PathLike, pd.Series], *, query: Any = None,
                     joint: bool = False, preset: str = DEFAULT_PRESET,
-                    key: Optional[str] = None,
+                    key: Optional[str] = None, layer: Optional[str] = None,
+                    gene_column: Optional[str] = None,
                     seed: int = 0, callbacks: Callbacks = [],
                     device: Optional[Union[str, torch.device]] = None, sparse: bool = True,
                     min_gene_overlap: float = 0.1, **model_kwargs: Any) -> ACTINNModel:
@@ -272,9 +298,20 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
 
     Parameters
     ----------
-    counts, labels:
-        Training counts (path, :class:`CountMatrix` or genes x cells
-        DataFrame) and their ``cell_id<TAB>cell_type`` labels (path or Series).
+    counts:
+        Training counts: a path (any format :func:`~deepchem_actinn.io.read_counts`
+        reads), an ``AnnData``, what :func:`~deepchem_actinn.io.from_anndata`
+        returns, a :class:`CountMatrix` or a genes x cells DataFrame.
+    labels:
+        Cell types by cell id: a ``cell_id<TAB>cell_type`` file
+        (:func:`~deepchem_actinn.io.read_labels`; ``read_labels(path,
+        column=...)`` for wider tables), a Series, or, when ``counts`` is an
+        ``AnnData`` or ``.h5ad`` file, the name of an ``obs`` column (cells
+        with a missing value are left out).
+    layer, gene_column:
+        ``AnnData`` / ``.h5ad``: the layer holding raw counts (``"raw"``:
+        ``raw.X``; default ``X``) and the ``var`` column of gene symbols
+        (default ``var_names``).
     query: path, CountMatrix or list of genes, optional
         Restrict training to the genes this query shares, as ACTINN does, so
         none of the query's model genes is zero-filled.
@@ -313,7 +350,8 @@ def train_reference(counts: Union[PathLike, CountMatrix, pd.DataFrame],
     >>> model.n_genes == len(model.featurizer.genes_)
     True
     """
-    return prepare(counts, labels, query=query, joint=joint, preset=preset, key=key, seed=seed,
+    return prepare(counts, labels, query=query, joint=joint, preset=preset, key=key,
+                   layer=layer, gene_column=gene_column, seed=seed,
                    device=device, sparse=sparse, min_gene_overlap=min_gene_overlap,
                    **model_kwargs).fit(callbacks)
 
@@ -344,7 +382,9 @@ def prepare_out_of_core(counts: Any, labels: Union[PathLike, pd.Series], work_di
     )
 
     featurizer, settings = split_settings(preset, min_gene_overlap, settings)
+    check_settings(settings, "train_streaming")  # before two passes over the file
     source = counts if isinstance(counts, ChunkedCounts) else ChunkedCounts(counts)
+    labels = training_labels(source.path, labels)  # an .h5ad's obs column?
     if query is not None:
         restrict_to = gene_list(query)
     featurizer, stats = fit_featurizer_streaming(

@@ -212,14 +212,23 @@ def write_text(X: Any, genes: Sequence[str], cells: Sequence[str], path: str,
 
 def write_h5ad(X: Any, genes: Sequence[str], cells: Sequence[str], path: str,
                gene_ids: Optional[Sequence[str]] = None) -> None:
-    """``AnnData`` with the counts in ``X`` (float32; CSR unless mostly non-zero)."""
+    """``AnnData`` with the counts in ``X`` (CSR unless mostly non-zero).
+
+    Whole numbers are written as integers (int32, or int64 beyond its range)
+    as the other writers do, other values as float32.
+    """
     import warnings
 
     anndata = _import_anndata(path)
     nonzero = X.nnz if sp.issparse(X) else np.count_nonzero(X)
     dense = nonzero >= 0.5 * X.shape[0] * X.shape[1] and X.shape[0] * X.shape[1] > 0
-    matrix = (np.asarray(X.toarray() if sp.issparse(X) else X, dtype=np.float32) if dense
-              else sp.csr_matrix(X, dtype=np.float32))
+    values = X.data if sp.issparse(X) else np.asarray(X)
+    dtype: Any = np.float32
+    if _integral(X):
+        small = values.size == 0 or (values.min() >= -2 ** 31 and values.max() < 2 ** 31)
+        dtype = np.int32 if small else np.int64
+    matrix = (np.asarray(X.toarray() if sp.issparse(X) else X, dtype=dtype) if dense
+              else sp.csr_matrix(X, dtype=dtype))
     var = pd.DataFrame(index=pd.Index(list(genes), dtype=object))
     if gene_ids is not None:
         var["gene_ids"] = list(gene_ids)
