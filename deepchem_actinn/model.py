@@ -165,7 +165,7 @@ class ActinnClassifier(nn.Module):
         ``1 - linear_weight``); the call is the weighted sum of their logits.
 
     Returns from ``forward``: class probabilities ``(B, 1, K)`` (softmax of
-    the mean logits divided by the calibration temperature), the logits of
+    the combined logits (:meth:`combine`) divided by the calibration temperature), the logits of
     each head ``(B, heads, K)`` (one head in ACTINN) and the last hidden layer
     ``(B, hidden_sizes[-1])``, the shapes DeepChem's classifiers use.
 
