@@ -12,24 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import synthetic_counts
+from conftest import one_line_error, synthetic_counts
 
 import deepchem_actinn as da
 from deepchem_actinn import cli
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.io import as_count_matrix, obs_labels
-
-
-def one_line_error(capsys, *argv):
-    """Run the CLI in-process; return its single error line (exit 2)."""
-    capsys.readouterr()
-    code = cli.main([os.fspath(a) for a in argv])
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2, (code, out, err)
-    assert "Traceback" not in err and sum("error" in line for line in lines) == 1, err
-    assert lines[-1].startswith("deepchem-actinn: error: "), err
-    return lines[-1]
 
 
 def make_adata(n_cells=90, n_genes=120, seed=0):

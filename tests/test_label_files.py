@@ -9,25 +9,13 @@ import os
 
 import pandas as pd
 import pytest
-from conftest import synthetic_counts, write_counts
+from conftest import one_line_error, synthetic_counts, write_counts
 
 from deepchem_actinn import cli
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.io import read_labels
 
 MAPPING = {"c1": "B cell", "c2": "T cell", "c3": "NA"}
-
-
-def one_line_error(capsys, *argv):
-    """Run the CLI in-process; return its single error line (exit 2)."""
-    capsys.readouterr()
-    code = cli.main([os.fspath(a) for a in argv])
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert code == 2, (code, out, err)
-    assert "Traceback" not in err and sum("error" in line for line in lines) == 1, err
-    assert lines[-1].startswith("deepchem-actinn: error: "), err
-    return lines[-1]
 
 
 @pytest.mark.parametrize("text", [
