@@ -24,6 +24,7 @@ import warnings
 import pandas as pd
 import pytest
 import torch
+from conftest import sha256_file as _sha256
 from conftest import synthetic_counts, write_labelled_counts
 
 import deepchem_actinn as da
@@ -36,7 +37,6 @@ from deepchem_actinn.model import (
     WEIGHTS_FILE,
     ACTINNModel,
     _metadata_digest,
-    _sha256,
 )
 from deepchem_actinn.model_file import HYPERPARAMETERS, network_parameters
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
