@@ -401,7 +401,7 @@ def _write_predict_h5ad(args: argparse.Namespace, model: Any) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    _import_quietly()
+    # Tables only: neither DeepChem nor torch is imported, so evaluate starts at once.
     from deepchem_actinn.evaluation import evaluation_report, score_predictions
     _check_plots_dir(args.plots)
     truth, predicted = score_predictions(args.predictions, args.labels,
@@ -560,7 +560,9 @@ _seed = option_type("seed")
 
 
 def _presets() -> List[str]:
-    return list(_import_quietly().PRESETS)
+    from deepchem_actinn.presets import PRESETS  # light: no DeepChem, no torch
+
+    return list(PRESETS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -685,8 +687,10 @@ def _add_input_options(command: argparse.ArgumentParser, what: str) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    # Import first, quietly: any deepchem_actinn import pulls in DeepChem.
-    da = _import_quietly()
+    # The package imports lazily: commands that need DeepChem (train, predict) load it
+    # themselves, quietly; --help, evaluate and convert never do.
+    import deepchem_actinn as da
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -135,3 +135,23 @@ def test_bad_inputs_in_process(samples, tmp_path, capsys):
     assert main(["evaluate", "--predictions", str(output), "--labels",
                  samples.sample_2_labels]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_evaluate_and_help_start_without_deepchem_or_torch(tmp_path):
+    """Tables only: evaluate (and --help) never import DeepChem or torch, so they start at once."""
+    predictions = tmp_path / "pred.tsv"
+    predictions.write_text("cell_id\tcell_type\tprobability\na\tB\t0.9\nb\tT\t0.8\n")
+    labels = write_labels(tmp_path / "labels.tsv", {"a": "B", "b": "B"})
+    script = ("import sys\n"
+              "from deepchem_actinn import cli\n"
+              f"assert cli.main(['evaluate', '--predictions', {str(predictions)!r}, "
+              f"'--labels', {str(labels)!r}]) == 0\n"
+              "try:\n"
+              "    cli.main(['train', '--help'])\n"
+              "except SystemExit:\n"
+              "    pass\n"
+              "print('loaded', 'torch' in sys.modules, 'deepchem' in sys.modules)\n")
+    done = run([sys.executable, "-c", script])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "accuracy\t0.5000" in done.stdout
+    assert done.stdout.strip().endswith("loaded False False"), done.stdout
