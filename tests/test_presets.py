@@ -237,8 +237,8 @@ def test_unknown_keyword_arguments_are_refused_by_name():
         ACTINNModel(10, 3, nb_epoch=1)
     with pytest.raises(TypeError, match="learning_rte"):
         train_reference(matrix, labels, learning_rte=1e-3)
-    with pytest.raises(TypeError, match="layer"):
-        train_reference(matrix, labels, layer="counts")
+    with pytest.raises(ValueError, match="option layer does not apply to a CountMatrix"):
+        train_reference(matrix, labels, layer="counts")  # a real option, for files and AnnData
 
 
 def test_gene_selection_is_a_setting_of_the_preset_and_is_saved(tmp_path):
