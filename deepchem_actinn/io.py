@@ -811,6 +811,10 @@ def from_anndata(adata: Any, layer: Optional[str] = None, gene_column: Optional[
     """
     X, genes, cells = _anndata_elements(adata, layer, gene_column, source)
     values = X.data if sp.issparse(X) else X
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == np.bool_):
+        where = "X" if layer is None else f"layer '{layer}'"
+        raise InputError(f"{where} holds non-numeric values ({values.dtype}); ACTINN needs raw "
+                         "counts", source)
     if values.size and np.issubdtype(values.dtype, np.number) and values.min() < 0:
         choices = _layer_names(adata) + (
             ["raw"] if getattr(adata, "raw", None) is not None else [])

@@ -508,3 +508,18 @@ def test_counts_beyond_float32_are_refused(good, tmp_path, capsys):
     assert not (tmp_path / "pred.tsv").exists()
     np.testing.assert_array_equal(check_counts(np.array([[3.0e38, 1.0]]), "x.h5"),
                                   np.array([[3.0e38, 1.0]], np.float32))
+
+
+def test_h5ad_with_text_values_is_one_line(good, tmp_path):
+    """An .h5ad whose X holds strings: refused by name, not a conversion traceback."""
+    path = tmp_path / "text.h5ad"
+    anndata.AnnData(X=np.ones((2, 2), np.float32)).write_h5ad(path)
+    with h5py.File(path, "a") as handle:
+        del handle["X"]
+        handle["X"] = np.array([[b"a", b"b"], [b"c", b"d"]])
+    with pytest.raises(InputError, match=r"text\.h5ad: X holds non-numeric values"):
+        read_counts(path)
+    code, lines = run_cli("predict", "--model-dir", good["model"], "--test-set", path,
+                          "--output", tmp_path / "pred.tsv")
+    assert code == 2 and len(lines) == 1 and "X holds non-numeric values" in lines[0]
+    assert not (tmp_path / "pred.tsv").exists()
