@@ -471,7 +471,8 @@ class ACTINNModel(TorchModel):
         if featurizer is not None:  # record the gene selection actually used
             settings.update(low_percentile=featurizer.low_percentile,
                             high_percentile=featurizer.high_percentile,
-                            exclude_genes=featurizer.exclude_genes)
+                            exclude_genes=featurizer.exclude_genes,
+                            missing_genes=featurizer.missing_genes)
         if settings["class_weight"] not in (None, "balanced"):
             raise ValueError(f"class_weight must be None or 'balanced', got "
                              f"{settings['class_weight']!r}")

@@ -198,6 +198,15 @@ def gene_pattern(value: Any) -> Optional[str]:
     return pattern
 
 
+def finite_numbers(value: Any) -> List[float]:
+    """A list of finite numbers (a featurizer's per-gene means)."""
+    if not isinstance(value, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value):
+        raise SchemaError(f"must be a list of finite numbers, not {_show(value)}")
+    return [float(v) for v in value]
+
+
 def digest(value: Any) -> str:
     if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef"
                                                              for c in value):
@@ -234,6 +243,7 @@ HYPERPARAMETERS: Dict[str, Check] = {
     "linear_skip": boolean,
     "linear_l2": lambda value: None if value is None else ranged("linear_l2")(value),
     "exclude_genes": gene_pattern,
+    "missing_genes": one_of("zero", "mean"),
     "preset": preset,
 }
 
@@ -244,11 +254,13 @@ FEATURIZER: Dict[str, Check] = {
     "high_percentile": number(0, 100),
     "min_gene_overlap": number(0, 1),
     "exclude_genes": gene_pattern,
+    "missing_genes": one_of("zero", "mean"),
+    "gene_means": finite_numbers,
     "joint": boolean,
     "input_genes": names(plain=False),
     "genes": names(plain=False),
 }
-FEATURIZER_OPTIONAL = {"joint", "exclude_genes"}  # absent from older files
+FEATURIZER_OPTIONAL = {"joint", "exclude_genes", "missing_genes", "gene_means"}  # older files
 
 
 def _section(table: Mapping[str, Check], optional: Sequence[str]) -> Check:
@@ -352,6 +364,8 @@ def validate_metadata(meta: Any, folder: str) -> Dict[str, Any]:
     featurizer = checked["featurizer"]
     if len(featurizer["genes"]) != checked["n_genes"]:
         raise fail("gene list does not match n_genes")
+    if "gene_means" in featurizer and len(featurizer["gene_means"]) != checked["n_genes"]:
+        raise fail("featurizer gene_means do not match n_genes")
     if featurizer["low_percentile"] > featurizer["high_percentile"]:
         raise fail("featurizer low_percentile is above its high_percentile")
     declared = declared_parameters(checked)

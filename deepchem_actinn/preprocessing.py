@@ -213,14 +213,18 @@ class GeneOverlap:
     n_input_genes: int
     n_input_found: int
     n_query_genes: int
+    missing_genes: str = "zero"  # what a missing model gene is set to: "zero" or "mean"
 
     @property
     def fraction(self) -> float:
         return self.n_found / max(self.n_model_genes, 1)
 
     def summary(self) -> str:
+        missing = self.n_model_genes - self.n_found
+        filled = ("set to the reference mean" if self.missing_genes == "mean" and missing
+                  else "set to zero")
         return (f"{self.n_found} of {self.n_model_genes} model genes found in the query "
-                f"({100 * self.fraction:.1f}%; {self.n_model_genes - self.n_found} set to zero, "
+                f"({100 * self.fraction:.1f}%; {missing} {filled}, "
                 f"{self.n_query_genes - self.n_input_found} query genes unused)")
 
 
@@ -250,6 +254,10 @@ class ScRNAFeaturizer:
     min_gene_overlap: float
         :meth:`transform` refuses a query that holds less than this fraction
         of the model's genes; below 50% it warns.
+    missing_genes: str
+        What a model gene absent from a query becomes: ``"zero"`` (ACTINN) or
+        ``"mean"``, its mean normalised expression in the training cells
+        (:attr:`gene_means_`), which shifts a model's calls less.
     exclude_genes: str, optional
         Regular expression (matched case-insensitively from the start of the
         name) of genes to leave out entirely, of the library sizes too; e.g.
@@ -264,6 +272,9 @@ class ScRNAFeaturizer:
         those shared with a query when fitted with ``restrict_to``).
     genes_: np.ndarray
         Genes kept by the filters, in model-input order.
+    gene_means_: np.ndarray
+        Mean normalised (log2) expression of each of ``genes_`` over the
+        training cells with counts.
 
     Examples
     --------
@@ -281,7 +292,11 @@ class ScRNAFeaturizer:
 
     def __init__(self, target_sum: float = TARGET_SUM, low_percentile: float = 1.0,
                  high_percentile: float = 99.0, min_gene_overlap: float = 0.1,
-                 exclude_genes: Optional[str] = None) -> None:
+                 exclude_genes: Optional[str] = None, missing_genes: str = "zero") -> None:
+        if missing_genes not in ("zero", "mean"):
+            raise ValueError(f"missing_genes must be 'zero' or 'mean', got {missing_genes!r}")
+        self.missing_genes = missing_genes
+        self.gene_means_: Any = None  # np.ndarray of float32 once fitted
         self.target_sum = float(target_sum)
         self.low_percentile = float(low_percentile)
         self.high_percentile = float(high_percentile)
@@ -398,6 +413,7 @@ class ScRNAFeaturizer:
                              "matrix has too few expressed genes", source)
         self.input_genes_ = np.asarray(input_genes, dtype=object)
         self.genes_ = self.input_genes_[kept]
+        self.gene_means_ = (np.asarray(total, np.float64)[kept] / n_cells).astype(np.float32)
         return self
 
     # -- applying --------------------------------------------------------------
@@ -436,6 +452,7 @@ class ScRNAFeaturizer:
             n_input_genes=len(self.input_genes_),
             n_input_found=sum(g in query for g in self.input_genes_),
             n_query_genes=len(query),
+            missing_genes=self.missing_genes if self.gene_means_ is not None else "zero",
         )
 
     def check_overlap(self, genes: Names, source: str = "<query>",
@@ -484,13 +501,34 @@ class ScRNAFeaturizer:
         library = np.asarray(take_columns(X, present_cols).sum(axis=1),
                              dtype=np.float64).ravel()
         model_counts = self._align(X, query_genes, self.genes_)
-        out = normalize_log2(model_counts, self.target_sum, library)
+        out = self._fill_missing(normalize_log2(model_counts, self.target_sum, library),
+                                 np.array([g not in position for g in self.genes_], dtype=bool))
         if sp.issparse(out):
             return out if sparse_output else np.asarray(out.toarray(), dtype=np.float32)
         # Cells are rows and mini-batches gather rows: C order. (Selecting columns by
         # index hands back a column-major array, whose rows are strided: a dense epoch
         # then ran ~2x slower.)
         return np.ascontiguousarray(out, dtype=np.float32)
+
+    def _fill_missing(self, out: Matrix, missing: np.ndarray) -> Matrix:
+        """Set the model genes a query lacks to their training means (``missing_genes="mean"``).
+
+        Zero, ACTINN's choice, reads as "not expressed in any cell" and moves every
+        call the same way; the mean is what the model saw on average.
+        """
+        if self.missing_genes != "mean" or self.gene_means_ is None or not missing.any():
+            return out
+        columns = np.flatnonzero(missing)
+        values = np.asarray(self.gene_means_, np.float32)[columns]
+        if not sp.issparse(out):
+            out = np.array(out, dtype=np.float32)
+            out[:, columns] = values
+            return out
+        n = out.shape[0]
+        fill = sp.csr_matrix((np.tile(values, n), (np.repeat(np.arange(n), len(columns)),
+                                                   np.tile(columns, n))),
+                             shape=out.shape, dtype=np.float32)
+        return sp.csr_matrix(out + fill, dtype=np.float32)  # the columns were all zero
 
     def fit_transform(self, data: Union[CountMatrix, Matrix],
                       genes: Optional[Names] = None, **fit_kwargs: Any) -> Matrix:
@@ -509,9 +547,12 @@ class ScRNAFeaturizer:
             "high_percentile": self.high_percentile,
             "min_gene_overlap": self.min_gene_overlap,
             "exclude_genes": self.exclude_genes,
+            "missing_genes": self.missing_genes,
             "joint": self.joint_,
             "input_genes": [str(g) for g in self.input_genes_],
             "genes": [str(g) for g in self.genes_],
+            **({} if self.gene_means_ is None else
+               {"gene_means": [float(v) for v in self.gene_means_]}),
         }
 
     @classmethod
@@ -520,7 +561,12 @@ class ScRNAFeaturizer:
         exclude = state.get("exclude_genes")  # absent from files saved before it existed
         featurizer = cls(float(state["target_sum"]), float(state["low_percentile"]),
                          float(state["high_percentile"]), float(state["min_gene_overlap"]),
-                         None if exclude is None else str(exclude))
+                         None if exclude is None else str(exclude),
+                         str(state.get("missing_genes", "zero")))
+        if state.get("gene_means") is not None:
+            featurizer.gene_means_ = np.asarray(state["gene_means"], dtype=np.float32)
+            if len(featurizer.gene_means_) != len(state["genes"]):
+                raise ValueError("featurizer gene_means do not match its genes")
         featurizer.joint_ = bool(state.get("joint", False))
         featurizer.input_genes_ = np.asarray([str(g) for g in state["input_genes"]], dtype=object)
         featurizer.genes_ = np.asarray([str(g) for g in state["genes"]], dtype=object)

@@ -47,6 +47,7 @@ GENE_SELECTION_DEFAULTS: Dict[str, Any] = {
     "low_percentile": 1.0,
     "high_percentile": 99.0,
     "exclude_genes": None,
+    "missing_genes": "zero",  # what a model gene absent from a query becomes
 }
 
 #: Named settings (see benchmarks/ACCURACY.md for the evidence behind each):
@@ -57,13 +58,14 @@ GENE_SELECTION_DEFAULTS: Dict[str, Any] = {
 #:   the most expressed genes are often a type's markers); a second, linear head (genes ->
 #:   types, fed the genes before input dropout) beside the hidden layers, each head trained
 #:   as a classifier, the call weighting their logits 0.2 (hidden layers) and 0.8 (linear);
-#:   Adam at 1e-3 for at least 2,000 steps, input dropout 0.5 and four times ACTINN's L2.
+#:   Adam at 1e-3 for at least 2,000 steps, input dropout 0.5 and four times ACTINN's L2;
+#:   a model gene the query lacks is set to its mean in the reference, not to zero.
 #: * ``robust``: the previous cross-dataset preset (Adam at 1e-3, input dropout 0.5).
 PRESETS: Dict[str, Dict[str, Any]] = {
     "actinn": {},
     "transfer": {"learning_rate": 1e-3, "input_dropout": 0.5, "min_steps": 2000, "l2": 0.02,
                  "linear_skip": True, "linear_weight": 0.8,
-                 "low_percentile": 0.0, "high_percentile": 100.0},
+                 "low_percentile": 0.0, "high_percentile": 100.0, "missing_genes": "mean"},
     "robust": {"learning_rate": 1e-3, "input_dropout": 0.5},
 }
 #: The mode ``train_reference`` and ``deepchem-actinn train`` use unless told otherwise;
@@ -116,4 +118,5 @@ def featurizer_for(preset: str = "actinn", min_gene_overlap: float = 0.1,
     return ScRNAFeaturizer(low_percentile=float(settings["low_percentile"]),
                            high_percentile=float(settings["high_percentile"]),
                            exclude_genes=settings["exclude_genes"],
+                           missing_genes=settings["missing_genes"],
                            min_gene_overlap=min_gene_overlap)

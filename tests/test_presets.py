@@ -281,3 +281,34 @@ def test_transfer_preset_is_the_default_of_train_reference_and_is_reported(tmp_p
     result = annotate(matrix, model.save(tmp_path / "m"))
     assert result.preset == "transfer"
     assert ACTINNModel(10, 3).preset == "actinn"  # the class itself stays the paper's
+
+
+def test_missing_genes_take_the_reference_mean_in_the_transfer_mode(tmp_path):
+    from deepchem_actinn.annotation import annotate
+    from deepchem_actinn.preprocessing import ScRNAFeaturizer
+
+    matrix, labels = _reference()
+    featurizer = ScRNAFeaturizer(low_percentile=0, high_percentile=100, missing_genes="mean")
+    featurizer.fit(matrix)
+    full = featurizer.transform(matrix)
+    np.testing.assert_allclose(featurizer.gene_means_, full.mean(axis=0), rtol=1e-5, atol=1e-6)
+    keep = np.arange(len(matrix.genes)) != 5  # the query lacks one model gene
+    query = CountMatrix(matrix.X[:, keep], np.asarray(matrix.genes)[keep], matrix.cells)
+    gene = list(featurizer.genes_).index(str(matrix.genes[5]).upper())
+    for sparse in (False, True):
+        X = featurizer.transform(query, sparse_output=sparse)
+        X = X.toarray() if hasattr(X, "toarray") else X
+        np.testing.assert_allclose(X[:, gene], featurizer.gene_means_[gene], rtol=1e-6)
+        np.testing.assert_array_equal(np.delete(X, gene, axis=1) > 0,
+                                      np.delete(full, gene, axis=1) > 0)
+    assert "1 set to the reference mean" in featurizer.overlap(query.genes).summary()
+    zero = ScRNAFeaturizer(low_percentile=0, high_percentile=100).fit(matrix)
+    assert (zero.transform(query)[:, gene] == 0).all()
+    assert "1 set to zero" in zero.overlap(query.genes).summary()
+    model = train_reference(matrix, labels, epochs=1, device="cpu")  # transfer: "mean"
+    loaded = ACTINNModel.load(model.save(tmp_path / "m"), device="cpu")
+    assert loaded.featurizer.missing_genes == "mean" and loaded.settings["missing_genes"] == "mean"
+    np.testing.assert_array_equal(loaded.featurizer.gene_means_, model.featurizer.gene_means_)
+    assert "set to the reference mean" in annotate(query, loaded).overlap.summary()
+    actinn = train_reference(matrix, labels, preset="actinn", epochs=1, device="cpu")
+    assert actinn.featurizer.missing_genes == "zero"
