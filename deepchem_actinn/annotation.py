@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
+import colorsys
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,36 @@ from deepchem_actinn.model import ACTINNModel
 from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning
 from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts, chunk_transform
 from deepchem_actinn.validation import UNASSIGNED, check_number
+
+IN_MEMORY = "<in memory>"
+UNASSIGNED_COLOR = "#d3d3d3"  # light grey, as CellTypist and scanpy draw missing values
+# scanpy's default categorical palette (``scanpy.plotting.palettes.default_20``), so
+# figures look as scanpy users expect without importing scanpy or matplotlib.
+PALETTE_20 = ("#1f77b4", "#ff7f0e", "#279e68", "#d62728", "#aa40fc", "#8c564b", "#e377c2",
+              "#b5bd61", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+              "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5", "#ad494a", "#8c6d31")
+
+
+def category_colors(categories: Sequence[str]) -> List[str]:
+    """A colour per category, in order: ``Unassigned`` grey, the others a categorical palette.
+
+    Up to 20 types get scanpy's default colours; more get evenly spread hues
+    (golden-ratio steps), none of them grey.
+
+    >>> category_colors(["B cell", "T cell", "Unassigned"])
+    ['#1f77b4', '#ff7f0e', '#d3d3d3']
+    """
+    n_types = sum(1 for c in categories if c != UNASSIGNED)
+    if n_types <= len(PALETTE_20):
+        palette = list(PALETTE_20[:n_types])
+    else:
+        palette = []
+        for i in range(n_types):
+            hue = (i * 0.618033988749895) % 1.0
+            r, g, b = colorsys.hsv_to_rgb(hue, 0.65 if i % 2 else 0.85, 0.75 if i % 3 else 0.9)
+            palette.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
+    colors = iter(palette)
+    return [UNASSIGNED_COLOR if c == UNASSIGNED else next(colors) for c in categories]
 
 
 @dataclass
@@ -39,6 +70,8 @@ class AnnotationResult:
     overlap: how the query's genes covered the model's.
     preset: the training mode of the model (``"actinn"``: the paper's; see
         :data:`~deepchem_actinn.model.PRESETS`).
+    model_source: the model directory :func:`annotate` read (absolute path),
+        or ``"<in memory>"`` for a model object not loaded from one.
 
     Examples
     --------
@@ -68,6 +101,7 @@ class AnnotationResult:
     threshold: Optional[float]
     overlap: GeneOverlap
     preset: str = "actinn"  # the mode the model was trained in
+    model_source: str = IN_MEMORY  # recorded in to_adata's uns for provenance
 
     def __len__(self) -> int:
         return len(self.cell_ids)
@@ -105,32 +139,74 @@ class AnnotationResult:
             f"({len(missing)} without a call, e.g. {list(missing[:3])}; {len(extra)} calls "
             f"without a cell, e.g. {list(extra[:3])}); annotate this AnnData itself")
 
-    def to_adata(self, adata: Any = None, prefix: str = "actinn") -> Any:
+    def metadata(self) -> Dict[str, Any]:
+        """What made these calls, as ``to_adata`` stores it in ``uns["actinn"]``.
+
+        Model (directory or ``"<in memory>"``), preset, threshold (``None``:
+        none), package version and how the query's genes covered the model's.
+        """
+        from deepchem_actinn import __version__
+        return {
+            "model": self.model_source,
+            "preset": self.preset,
+            "threshold": None if self.threshold is None else float(self.threshold),
+            "version": __version__,
+            "gene_overlap": {"found": int(self.overlap.n_found),
+                             "total": int(self.overlap.n_model_genes),
+                             "fraction": float(self.overlap.fraction)},
+        }
+
+    def to_adata(self, adata: Any = None, prefix: str = "actinn", *,
+                 probability_columns: bool = False) -> Any:
         """Store the calls in an ``AnnData`` (in place) and return it.
 
-        Writes ``obs[f"{prefix}_label"]`` (categorical: the model's classes,
-        plus ``Unassigned`` with a threshold), ``obs[f"{prefix}_probability"]``,
-        ``obsm[f"{prefix}_probabilities"]`` (cells x classes, columns in
-        ``uns[f"{prefix}_classes"]`` order) and ``obsm[f"X_{prefix}"]`` (the
-        embedding, usable by ``scanpy.pp.neighbors(use_rep=...)``). Cells are
-        matched to ``obs_names`` by id; a mismatch raises ``ValueError``.
-        Without ``adata``, a new one with no genes is built. Needs the
-        ``anndata`` extra.
+        Writes, in ``obs``: ``{prefix}_label`` (the call after the threshold,
+        categorical: the model's classes, plus ``Unassigned`` with a
+        threshold), ``{prefix}_prediction`` (the most probable type, before
+        the threshold) and ``{prefix}_probability`` (its probability); with
+        ``probability_columns=True`` also one ``{prefix}_p_<type>`` column per
+        type, so ``sc.pl.umap(adata, color="actinn_p_B cell")`` works. In
+        ``obsm``: ``{prefix}_probabilities`` (cells x classes, columns in
+        ``uns["{prefix}_classes"]`` order) and ``X_{prefix}`` (the embedding,
+        usable by ``scanpy.pp.neighbors(use_rep=...)``). In ``uns``:
+        ``{prefix}`` (:meth:`metadata`: model, preset, threshold, version,
+        gene overlap) and ``{prefix}_label_colors`` / ``{prefix}_prediction_colors``
+        (scanpy's colour lists: ``Unassigned`` grey, a type the same colour in both).
+
+        Cells are matched to ``obs_names`` by id; a mismatch raises
+        ``ValueError``. Without ``adata``, a new one with no genes is built.
+        Needs the ``anndata`` extra.
         """
         anndata = _import_anndata("to_adata")
+        if probability_columns and self.probabilities is None:
+            raise ValueError("probability_columns needs every class probability, which this "
+                             "result did not keep (annotate(..., probabilities=False))")
         if adata is None:
             adata = anndata.AnnData(obs=pd.DataFrame(index=pd.Index(
                 [str(c) for c in self.cell_ids], dtype=object)))
         order = self._order_for(adata.obs_names)
-        categories = [str(c) for c in self.classes]
+        types = [str(c) for c in self.classes]
+        categories = list(types)
         if self.threshold is not None or UNASSIGNED in set(self.labels):
             categories.append(UNASSIGNED)
+        colors = category_colors(categories)
         adata.obs[f"{prefix}_label"] = pd.Categorical(
             [str(v) for v in self.labels[order]], categories=categories)
+        adata.obs[f"{prefix}_prediction"] = pd.Categorical(
+            [str(v) for v in self.predicted[order]], categories=types)
         adata.obs[f"{prefix}_probability"] = np.asarray(self.probability[order])
         if self.probabilities is not None:
             adata.obsm[f"{prefix}_probabilities"] = np.asarray(self.probabilities[order])
-        adata.uns[f"{prefix}_classes"] = np.asarray(categories[:len(self.classes)], dtype=object)
+            if probability_columns:
+                columns = pd.DataFrame(self.probabilities[order], index=adata.obs.index,
+                                       columns=[f"{prefix}_p_{t}" for t in types])
+                # One concat, not a column at a time: pandas warns past ~100 inserts.
+                adata.obs = pd.concat([adata.obs.drop(columns=columns.columns, errors="ignore"),
+                                       columns], axis=1)
+        adata.uns[f"{prefix}_classes"] = np.asarray(types, dtype=object)
+        adata.uns[prefix] = self.metadata()
+        adata.uns[f"{prefix}_label_colors"] = np.asarray(colors, dtype=object)
+        adata.uns[f"{prefix}_prediction_colors"] = np.asarray(colors[:len(types)], dtype=object)
         adata.obsm[f"X_{prefix}"] = np.asarray(self.embedding[order])
         return adata
 
@@ -273,7 +349,9 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
     """
     if threshold is not None:
         threshold = check_number("threshold", threshold)
+    source = getattr(model, "loaded_from", None) or IN_MEMORY
     if not isinstance(model, ACTINNModel):
+        source = os.path.abspath(os.fspath(model))
         model = ACTINNModel.load(model)
     overlap, blocks = prediction_blocks(data, model, key, format=format, layer=layer,
                                         gene_column=gene_column, cells_as_rows=cells_as_rows,
@@ -298,7 +376,7 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
                             predicted, probability, every, model.classes,
                             np.concatenate(embeddings) if embeddings
                             else np.zeros((0, n_hidden), np.float32), threshold, overlap,
-                            model.preset)
+                            model.preset, source)
 
 
 def _check_empty_cells(n_empty: int, n_cells: int, source: str) -> None:

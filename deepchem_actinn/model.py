@@ -518,6 +518,8 @@ class ACTINNModel(TorchModel):
             **kwargs)
         self._shuffle_rng = np.random.default_rng(self.seed)
         self._class_weights: Optional[np.ndarray] = None  # set by fit with class_weight
+        # The directory load() read, recorded by annotate/to_adata for provenance.
+        self.loaded_from: Optional[str] = None
 
     # -- hyper-parameters --------------------------------------------------------
 
@@ -931,6 +933,7 @@ class ACTINNModel(TorchModel):
         model.model.load_state_dict(state)
         model._ensure_built()
         model._global_step = int(meta.get("global_step", 0))
+        model.loaded_from = os.path.abspath(folder)
         model._sync_schedule()
         return model
 

@@ -205,6 +205,66 @@ def test_to_adata_new_and_existing(reference, tmp_path):
         result.to_adata(adata[:10].copy())
 
 
+def test_to_adata_celltypist_fields(reference, tmp_path):
+    """Top call and thresholded call apart, per-type columns, provenance, grey Unassigned."""
+    result = da.annotate(reference["query"], reference["model_dir"], threshold=0.9)
+    below = result.labels == UNASSIGNED
+    assert below.any() and (~below).any()  # both kinds of cell, or the test shows nothing
+    adata = result.to_adata(probability_columns=True)
+    prediction = adata.obs["actinn_prediction"]
+    assert prediction.cat.categories.tolist() == TYPES  # no Unassigned: before the threshold
+    assert prediction.astype(str).tolist() == result.predicted.tolist()
+    assert (adata.obs["actinn_label"].astype(str).to_numpy()[~below]
+            == prediction.astype(str).to_numpy()[~below]).all()
+    for k, name in enumerate(TYPES):
+        np.testing.assert_array_equal(adata.obs[f"actinn_p_{name}"], result.probabilities[:, k])
+    meta = adata.uns["actinn"]
+    assert meta["model"] == os.path.abspath(reference["model_dir"])
+    assert meta["preset"] == result.preset and meta["threshold"] == 0.9
+    assert meta["version"] == da.__version__
+    n_model = len(reference["model"].genes)  # the gene filters kept fewer than N_GENES
+    assert meta["gene_overlap"] == {"found": n_model, "total": n_model, "fraction": 1.0}
+    colors = list(adata.uns["actinn_label_colors"])
+    assert len(colors) == N_TYPES + 1 and colors[-1] == "#d3d3d3"
+    assert "#d3d3d3" not in colors[:-1] and len(set(colors)) == len(colors)
+    assert colors[:2] == ["#1f77b4", "#ff7f0e"]  # scanpy's default palette, in category order
+    assert list(adata.uns["actinn_prediction_colors"]) == colors[:-1]  # same type, same colour
+
+    path = tmp_path / "calls.h5ad"
+    adata.write_h5ad(path)
+    back = anndata.read_h5ad(path)
+    assert back.uns["actinn"]["gene_overlap"]["found"] == n_model
+    assert back.obs["actinn_prediction"].astype(str).tolist() == result.predicted.tolist()
+    assert list(back.uns["actinn_label_colors"]) == colors
+
+    # A model object annotates "in memory"; no threshold is recorded as None and no
+    # Unassigned category (nor grey) is added.
+    plain = da.annotate(reference["query"], reference["model"]).to_adata()
+    assert plain.uns["actinn"]["model"] == "<in memory>"
+    assert plain.uns["actinn"]["threshold"] is None
+    assert "#d3d3d3" not in list(plain.uns["actinn_label_colors"])
+    assert not any(c.startswith("actinn_p_") for c in plain.obs)  # only when asked
+    loaded = da.ACTINNModel.load(reference["model_dir"])
+    assert da.annotate(reference["query"], loaded).model_source == meta["model"]
+    # Asked for per-type columns without kept probabilities: a clear refusal.
+    slim = da.annotate(reference["query"], reference["model"], probabilities=False)
+    with pytest.raises(ValueError, match="probability_columns needs every class probability"):
+        slim.to_adata(probability_columns=True)
+    with pytest.raises(TypeError):
+        result.to_adata(probability_colums=True)
+
+
+def test_category_colors_many_types():
+    from deepchem_actinn.annotation import category_colors
+
+    names = [f"t{i}" for i in range(45)] + [UNASSIGNED]
+    colors = category_colors(names)
+    assert colors[-1] == "#d3d3d3" and len(set(colors)) == len(colors)
+    assert all(len(c) == 7 and c.startswith("#") for c in colors)
+    # Unassigned is grey wherever it sits, and does not use up a palette colour.
+    assert category_colors(["a", UNASSIGNED, "b"]) == ["#1f77b4", "#d3d3d3", "#ff7f0e"]
+
+
 def test_cli_predict_any_format_and_evaluate(reference, tmp_path, capsys):
     query = str(tmp_path / "query.h5ad")
     assert cli.main(["convert", "--input", reference["query"], "--output", query]) == 0
