@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import colorsys
+import importlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -156,8 +157,43 @@ class AnnotationResult:
                              "fraction": float(self.overlap.fraction)},
         }
 
+    def majority_vote(self, groups: Any) -> np.ndarray:
+        """Each cell's call replaced by the most common call of its cluster (CellTypist's vote).
+
+        ``groups`` holds a cluster per cell (e.g. Leiden's): an array in this
+        result's cell order, or a ``Series`` indexed by cell id. The calls are
+        :attr:`labels` (after the threshold, so a cluster of mostly
+        ``Unassigned`` cells stays ``Unassigned``); ties go to the type that
+        comes first in :attr:`classes`, ``Unassigned`` last. A cell without a
+        cluster (NaN) keeps its own call. ``to_adata(adata,
+        majority_voting="leiden")`` votes over an ``obs`` column.
+
+        >>> result = AnnotationResult(np.array(["a", "b", "c", "d"]),
+        ...     np.array(["T", "B", "T", "B"], dtype=object), None, None, None,
+        ...     np.array(["B", "T"], dtype=object), None, None, None)
+        >>> result.majority_vote([0, 0, 0, 1]).tolist()
+        ['T', 'T', 'T', 'B']
+        """
+        if isinstance(groups, str):
+            raise TypeError("majority_vote takes a cluster per cell; to vote over an obs "
+                            "column use to_adata(adata, majority_voting=COLUMN)")
+        if isinstance(groups, pd.Series) and not isinstance(groups.index, pd.RangeIndex):
+            try:
+                order = self._order_for(groups.index)
+            except ValueError:
+                raise ValueError("the groups' index does not match the annotated cell ids; pass "
+                                 "a Series indexed by cell id or an array in result order"
+                                 ) from None
+            groups = groups.iloc[order.argsort()]  # to this result's cell order
+        values = np.asarray(groups, dtype=object)
+        if values.ndim != 1 or len(values) != len(self):
+            raise ValueError(f"majority_vote needs one cluster per cell ({len(self)}), got "
+                             f"shape {values.shape}")
+        return _vote(self.labels, values, [str(c) for c in self.classes] + [UNASSIGNED])
+
     def to_adata(self, adata: Any = None, prefix: str = "actinn", *,
-                 probability_columns: bool = False) -> Any:
+                 probability_columns: bool = False,
+                 majority_voting: Optional[str] = None) -> Any:
         """Store the calls in an ``AnnData`` (in place) and return it.
 
         Writes, in ``obs``: ``{prefix}_label`` (the call after the threshold,
@@ -173,6 +209,13 @@ class AnnotationResult:
         gene overlap) and ``{prefix}_label_colors`` / ``{prefix}_prediction_colors``
         (scanpy's colour lists: ``Unassigned`` grey, a type the same colour in both).
 
+        ``majority_voting="leiden"`` also writes ``obs["{prefix}_majority_voting"]``:
+        each cell's cluster's most common call (:meth:`majority_vote`) over
+        that ``obs`` column. When the column is absent and scanpy is
+        installed, it is computed first: Leiden clusters of the ACTINN
+        embedding (``sc.pp.neighbors(use_rep="X_{prefix}", key_added=prefix)``,
+        so an existing neighbour graph is kept; ``sc.tl.leiden``).
+
         Cells are matched to ``obs_names`` by id; a mismatch raises
         ``ValueError``. Without ``adata``, a new one with no genes is built.
         Needs the ``anndata`` extra.
@@ -185,6 +228,14 @@ class AnnotationResult:
             adata = anndata.AnnData(obs=pd.DataFrame(index=pd.Index(
                 [str(c) for c in self.cell_ids], dtype=object)))
         order = self._order_for(adata.obs_names)
+        scanpy: Any = None
+        if majority_voting is not None and majority_voting not in adata.obs:
+            try:  # checked before anything is written: a refusal leaves adata as it was
+                scanpy = importlib.import_module("scanpy")
+            except ImportError:
+                raise InputError(f"adata.obs has no column {majority_voting!r} to vote over; "
+                                 "pass an existing clustering column (e.g. 'leiden') or "
+                                 "install scanpy to compute Leiden clusters") from None
         types = [str(c) for c in self.classes]
         categories = list(types)
         if self.threshold is not None or UNASSIGNED in set(self.labels):
@@ -208,7 +259,31 @@ class AnnotationResult:
         adata.uns[f"{prefix}_label_colors"] = np.asarray(colors, dtype=object)
         adata.uns[f"{prefix}_prediction_colors"] = np.asarray(colors[:len(types)], dtype=object)
         adata.obsm[f"X_{prefix}"] = np.asarray(self.embedding[order])
+        if majority_voting is not None:
+            if scanpy is not None:
+                scanpy.pp.neighbors(adata, use_rep=f"X_{prefix}", key_added=prefix)
+                scanpy.tl.leiden(adata, key_added=majority_voting, neighbors_key=prefix)
+            voted = _vote(self.labels[order], np.asarray(adata.obs[majority_voting], dtype=object),
+                          categories)
+            adata.obs[f"{prefix}_majority_voting"] = pd.Categorical(voted, categories=categories)
+            adata.uns[f"{prefix}_majority_voting_colors"] = np.asarray(colors, dtype=object)
+            adata.uns[prefix]["majority_voting"] = majority_voting
         return adata
+
+
+def _vote(labels: np.ndarray, groups: np.ndarray, categories: List[str]) -> np.ndarray:
+    """Most common label of each group, for every cell; ties to the first in ``categories``."""
+    names = list(categories) + sorted(set(map(str, labels)) - set(categories))
+    code = {name: i for i, name in enumerate(names)}
+    label_codes = np.fromiter((code[str(v)] for v in labels), np.int64, len(labels))
+    group_codes, uniques = pd.factorize(pd.Series(groups, dtype=object))  # NaN: -1
+    clustered = group_codes >= 0
+    table = np.zeros((len(uniques), len(names)), np.int64)
+    np.add.at(table, (group_codes[clustered], label_codes[clustered]), 1)
+    winners = np.asarray(names, dtype=object)[table.argmax(axis=1)]  # argmax: first of ties
+    voted = np.asarray([str(v) for v in labels], dtype=object)
+    voted[clustered] = winners[group_codes[clustered]]
+    return voted
 
 
 def predict_outputs(model: ACTINNModel, X: Any) -> tuple:

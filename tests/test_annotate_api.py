@@ -254,6 +254,117 @@ def test_to_adata_celltypist_fields(reference, tmp_path):
         result.to_adata(probability_colums=True)
 
 
+def expected_vote(labels, groups):
+    """Each cell's cluster's most common label, by counting (ties: TYPES order, then Unassigned)."""
+    rank = {name: i for i, name in enumerate(TYPES + [UNASSIGNED])}
+    best = {}
+    for group in set(groups):
+        counted = pd.Series(labels[groups == group]).value_counts()
+        top = counted[counted == counted.max()].index
+        best[group] = min(top, key=rank.__getitem__)
+    return np.array([best[g] for g in groups], dtype=object)
+
+
+def test_majority_vote(reference):
+    result = da.annotate(reference["query"], reference["model"], threshold=0.9)
+    rng = np.random.default_rng(3)
+    groups = rng.integers(0, 6, size=len(result))  # clusters that mix types: votes change calls
+    voted = result.majority_vote(groups)
+    np.testing.assert_array_equal(voted, expected_vote(result.labels, groups))
+    assert (voted != result.labels).any()
+    for g in np.unique(groups):
+        assert len(set(voted[groups == g])) == 1
+    # A Series indexed by cell id is aligned by id, whatever its order.
+    order = rng.permutation(len(result))
+    shuffled = pd.Series(groups[order], index=result.cell_ids[order])
+    np.testing.assert_array_equal(result.majority_vote(shuffled), voted)
+    # A cell without a cluster keeps its own call.
+    with_missing = pd.Series(groups, dtype=object)
+    with_missing[0] = np.nan
+    assert result.majority_vote(with_missing)[0] == result.labels[0]
+    # Ties go to the type listed first.
+    small = da.AnnotationResult(np.array(["a", "b", "c", "d"]),
+                                np.array(["type C", "type B", UNASSIGNED, "type A"], dtype=object),
+                                None, None, None, np.array(TYPES, dtype=object), None, None, None)
+    assert small.majority_vote([1, 1, 2, 2]).tolist() == ["type B", "type B", "type A", "type A"]
+    with pytest.raises(ValueError, match="one cluster per cell"):
+        result.majority_vote(groups[:-1])
+    with pytest.raises(TypeError, match="majority_voting=COLUMN"):
+        result.majority_vote("leiden")
+    with pytest.raises(ValueError, match="index does not match"):
+        result.majority_vote(pd.Series(groups, index=[f"x{i}" for i in range(len(groups))]))
+
+
+def test_to_adata_majority_voting(reference, monkeypatch):
+    import sys
+    import types
+
+    result = da.annotate(reference["query"], reference["model"], threshold=0.9)
+    n = len(result)
+    rng = np.random.default_rng(4)
+    groups = rng.integers(0, 5, size=n)
+    order = rng.permutation(n)
+    adata = anndata.AnnData(obs=pd.DataFrame(
+        {"cluster": pd.Categorical(groups[order].astype(str))},
+        index=[reference["cells"][i] for i in order]))
+    result.to_adata(adata, majority_voting="cluster")
+    voted = adata.obs["actinn_majority_voting"]
+    assert voted.cat.categories.tolist() == TYPES + [UNASSIGNED]
+    assert voted.astype(str).tolist() == result.majority_vote(groups)[order].tolist()
+    assert adata.uns["actinn"]["majority_voting"] == "cluster"
+    assert list(adata.uns["actinn_majority_voting_colors"]) == list(
+        adata.uns["actinn_label_colors"])
+
+    # No such column and no scanpy: one line saying what to do, and adata left untouched.
+    monkeypatch.setitem(sys.modules, "scanpy", None)  # import scanpy raises ImportError
+    bare = anndata.AnnData(obs=pd.DataFrame(index=reference["cells"]))
+    with pytest.raises(ValueError, match="no column 'leiden'.*install scanpy") as error:
+        result.to_adata(bare, majority_voting="leiden")
+    assert "\n" not in str(error.value) and "actinn_label" not in bare.obs
+
+    # With scanpy: Leiden on the ACTINN embedding, in its own neighbour graph, named as asked.
+    calls = []
+
+    def neighbors(adata, use_rep, key_added):
+        calls.append(("neighbors", use_rep, key_added))
+        assert adata.obsm[use_rep].shape == (n, 25)  # the embedding is there first
+
+    def leiden(adata, key_added, neighbors_key):
+        calls.append(("leiden", key_added, neighbors_key))
+        adata.obs[key_added] = pd.Categorical((np.arange(adata.n_obs) % 3).astype(str))
+
+    fake = types.SimpleNamespace(pp=types.SimpleNamespace(neighbors=neighbors),
+                                 tl=types.SimpleNamespace(leiden=leiden))
+    monkeypatch.setitem(sys.modules, "scanpy", fake)
+    result.to_adata(bare, majority_voting="leiden")
+    assert calls == [("neighbors", "X_actinn", "actinn"), ("leiden", "leiden", "actinn")]
+    assert bare.obs["actinn_majority_voting"].astype(str).tolist() == \
+        result.majority_vote(np.arange(n) % 3).tolist()
+
+
+def test_cli_predict_majority_voting(reference, tmp_path, capsys):
+    from conftest import one_line_error
+
+    rng = np.random.default_rng(5)
+    clusters = rng.integers(0, 4, size=len(reference["cells"])).astype(str)
+    query = tmp_path / "query.h5ad"
+    anndata.AnnData(X=reference["counts"].astype(np.float32),
+                    obs=pd.DataFrame({"leiden": pd.Categorical(clusters)},
+                                     index=reference["cells"]),
+                    var=pd.DataFrame(index=GENES)).write_h5ad(query)
+    output = tmp_path / "calls.h5ad"
+    assert cli.main(["predict", "--model-dir", reference["model_dir"], "--test-set", str(query),
+                     "--output", str(output), "--threshold", "0.9",
+                     "--majority-voting", "leiden"]) == 0
+    back = anndata.read_h5ad(output)
+    expected = da.annotate(str(query), reference["model"], threshold=0.9).majority_vote(clusters)
+    assert back.obs["actinn_majority_voting"].astype(str).tolist() == expected.tolist()
+    line = one_line_error(capsys, "predict", "--model-dir", reference["model_dir"],
+                          "--test-set", query, "--output", tmp_path / "calls.tsv",
+                          "--majority-voting", "leiden")
+    assert "--majority-voting" in line and ".h5ad --output" in line
+
+
 def test_category_colors_many_types():
     from deepchem_actinn.annotation import category_colors
 
