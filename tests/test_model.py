@@ -202,6 +202,40 @@ def test_evaluate_and_validation_callback_with_many_classes(trained, small):
     assert 0.0 <= callback.get_best_score() <= 1.0
 
 
+def test_macro_f1_metric_with_many_classes(small):
+    """The exported metric scores 5 types through evaluate and ValidationCallback."""
+    from sklearn.metrics import f1_score
+
+    from deepchem_actinn import macro_f1_metric
+    from deepchem_actinn.evaluation import evaluation_report, macro_f1_score
+
+    features, featurizer = small
+    metric = macro_f1_metric()
+    log = io.StringIO()
+    callback = dc.models.ValidationCallback(features, interval=3, metrics=[metric],
+                                            output_file=log)
+    # Briefly trained: imperfect calls, so macro-F1 and accuracy differ.
+    model = ACTINNModel(len(featurizer.genes_), features.n_classes, classes=features.classes,
+                        seed=0, **FAST)
+    model.fit(features, nb_epoch=1, callbacks=[callback], checkpoint_interval=0)
+    assert log.getvalue().count("macro_f1") == len(features) // 32 // 3
+    scores = model.evaluate(features, [metric, dc.metrics.Metric(dc.metrics.accuracy_score)])
+    truth, called = features.cell_types(), model.predict_labels(features)
+    assert len(set(truth)) == 5 and len(set(called)) > 2
+    # The same figure as `deepchem-actinn evaluate`, and scikit-learn's over the true types.
+    assert scores["macro_f1"] == pytest.approx(evaluation_report(called, truth)["macro_f1"])
+    assert scores["macro_f1"] == pytest.approx(
+        f1_score(truth, called, labels=sorted(set(truth)), average="macro"))
+    assert 0.0 < scores["macro_f1"] < 1.0
+    assert scores["macro_f1"] != pytest.approx(scores["accuracy_score"])
+    # Weighted cells, and a type only predicted, as scikit-learn with the true labels.
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 4, 200), rng.integers(0, 5, 200)
+    weight = rng.uniform(0.1, 2.0, 200)
+    assert macro_f1_score(y_true, y_pred, weight) == pytest.approx(
+        f1_score(y_true, y_pred, labels=np.arange(4), average="macro", sample_weight=weight))
+
+
 def test_save_and_load_round_trip(trained, small, tmp_path):
     features, _ = small
     folder = trained.save(tmp_path / "model")
