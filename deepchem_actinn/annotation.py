@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import colorsys
+import html
 import importlib
 import os
 import warnings
@@ -106,6 +107,37 @@ class AnnotationResult:
 
     def __len__(self) -> int:
         return len(self.cell_ids)
+
+    def _summary(self, top: int = 5) -> Tuple[List[Tuple[str, str]], pd.Series]:
+        """``(field, value)`` rows and the most common calls, for the reprs."""
+        counts = pd.Series([str(v) for v in self.labels], dtype=object).value_counts()
+        overlap = self.overlap
+        rows = [("cells", f"{len(self):,}"), ("types", f"{len(self.classes):,}"),
+                ("preset", self.preset),
+                ("threshold", "none" if self.threshold is None
+                 else f"{self.threshold:g} ({int(counts.get(UNASSIGNED, 0)):,} Unassigned)")]
+        if overlap is not None:
+            rows.append(("gene overlap", f"{overlap.n_found:,} of {overlap.n_model_genes:,} "
+                                         f"model genes ({100 * overlap.fraction:.1f}%)"))
+        return rows, counts.head(top)
+
+    def __repr__(self) -> str:
+        # The dataclass repr would print every cell (1,000+ lines in a notebook).
+        rows, counts = self._summary()
+        lines = [f"AnnotationResult: {'; '.join(f'{k} {v}' for k, v in rows)}"]
+        more = len(set(map(str, self.labels))) - len(counts)
+        lines.append("  top calls: " + ", ".join(f"{name} {n:,}" for name, n in counts.items())
+                     + (f" (+{more} more)" if more > 0 else ""))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows, counts = self._summary()
+        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                        f"<td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in rows)
+        calls = "".join(f"<tr><td style='text-align:left'>{html.escape(name)}</td>"
+                        f"<td>{n:,}</td></tr>" for name, n in counts.items())
+        return (f"<b>AnnotationResult</b><table>{cells}</table>"
+                f"<table><tr><th>top calls</th><th>cells</th></tr>{calls}</table>")
 
     def to_dataframe(self, probabilities: bool = False) -> pd.DataFrame:
         """Table indexed by cell id: ``cell_type``, ``probability`` (and one column per class)."""

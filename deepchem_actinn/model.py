@@ -521,6 +521,13 @@ class ACTINNModel(TorchModel):
         # The directory load() read, recorded by annotate/to_adata for provenance.
         self.loaded_from: Optional[str] = None
 
+    def __repr__(self) -> str:
+        # TorchModel sets _global_step only once the network is built.
+        shown = ", ".join(map(str, self.classes[:4])) + (", ..." if self.n_classes > 4 else "")
+        return (f"<ACTINNModel preset={self.preset!r}: {self.n_genes:,} genes -> "
+                f"{'-'.join(map(str, self.settings['hidden_sizes']))} -> {self.n_classes} "
+                f"classes ({shown}); {getattr(self, '_global_step', 0):,} steps trained>")
+
     # -- hyper-parameters --------------------------------------------------------
 
     @property

@@ -365,6 +365,28 @@ def test_cli_predict_majority_voting(reference, tmp_path, capsys):
     assert "--majority-voting" in line and ".h5ad --output" in line
 
 
+def test_result_reprs_are_short(reference):
+    result = da.annotate(reference["query"], reference["model_dir"], threshold=0.9)
+    text = repr(result)
+    lines = text.splitlines()
+    assert len(lines) == 2 and len(text) < 400  # not one line per cell
+    n_unassigned = int((result.labels == UNASSIGNED).sum())
+    n_model = len(reference["model"].genes)
+    assert lines[0] == (f"AnnotationResult: cells 90; types {N_TYPES}; preset {result.preset}; "
+                        f"threshold 0.9 ({n_unassigned} Unassigned); gene overlap {n_model} of "
+                        f"{n_model} model genes (100.0%)")
+    top = pd.Series(result.labels).value_counts()
+    assert lines[1].startswith(f"  top calls: {top.index[0]} {top.iloc[0]}")
+    assert "(+1 more)" in lines[1]  # 5 types + Unassigned, 5 shown
+    page = result._repr_html_()
+    assert page.count("<table>") == 2 and page.count("<tr>") == 5 + 1 + 5
+    assert f"<td style='text-align:left'>{top.index[0]}</td><td>{top.iloc[0]}</td>" in page
+    odd = da.AnnotationResult(np.array(["a"]), np.array(["<b>&co"], dtype=object),
+                              None, None, None, np.array(["<b>&co"], dtype=object),
+                              None, None, result.overlap)
+    assert "&lt;b&gt;&amp;co" in odd._repr_html_() and "<b>&co" not in odd._repr_html_()
+
+
 def test_category_colors_many_types():
     from deepchem_actinn.annotation import category_colors
 

@@ -236,6 +236,19 @@ def test_macro_f1_metric_with_many_classes(small):
         f1_score(y_true, y_pred, labels=np.arange(4), average="macro", sample_weight=weight))
 
 
+def test_model_repr(trained, small):
+    features, featurizer = small
+    text = repr(trained)
+    assert "\n" not in text and "object at" not in text
+    assert text.startswith(f"<ACTINNModel preset='actinn': {len(featurizer.genes_):,} genes "
+                           "-> 100-50-25 -> 5 classes (")
+    assert f"{trained._global_step:,} steps trained>" in text and trained._global_step > 0
+    assert str(features.classes[0]) in text and "..." in text
+    fresh = ACTINNModel(10, 2, classes=["B", "T"])
+    assert repr(fresh) == "<ACTINNModel preset='actinn': 10 genes -> 100-50-25 -> 2 classes " \
+        "(B, T); 0 steps trained>"
+
+
 def test_save_and_load_round_trip(trained, small, tmp_path):
     features, _ = small
     folder = trained.save(tmp_path / "model")
