@@ -249,6 +249,36 @@ def test_model_repr(trained, small):
         "(B, T); 0 steps trained>"
 
 
+def test_fit_on_raw_counts_warns_at_the_callers_line(samples, small):
+    import warnings
+
+    from deepchem_actinn.data import SparseCellDataset
+    from deepchem_actinn.preprocessing import PreprocessingWarning
+
+    raw = ScRNALoader().create_dataset(samples.sample_1_counts, samples.sample_1_labels)
+    raw = raw.select(np.arange(200))
+    for data in (raw, SparseCellDataset.from_dataset(raw)):
+        model = ACTINNModel(raw.X.shape[1], raw.n_classes, **FAST)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            line = sys._getframe().f_lineno + 1
+            model.fit(data, nb_epoch=2, checkpoint_interval=0)
+        raw_warnings = [w for w in caught if issubclass(w.category, PreprocessingWarning)]
+        assert len(raw_warnings) == 1, [str(w.message) for w in caught]  # once, not per step
+        message = str(raw_warnings[0].message)
+        assert "look like raw counts" in message and "ScRNAFeaturizer" in message
+        assert "featurize" in message
+        assert raw_warnings[0].filename == __file__ and raw_warnings[0].lineno == line
+    # Featurised cells, and integer 0/1 features, train without it.
+    features, featurizer = small
+    flags = dc.data.NumpyDataset((features.X[:100] > 1).astype(np.float32), features.y[:100])
+    for data in (features, flags):
+        model = ACTINNModel(data.X.shape[1], features.n_classes, **FAST)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PreprocessingWarning)
+            model.fit(data, nb_epoch=1, checkpoint_interval=0)
+
+
 def test_save_and_load_round_trip(trained, small, tmp_path):
     features, _ = small
     folder = trained.save(tmp_path / "model")
