@@ -342,7 +342,7 @@ def test_to_adata_majority_voting(reference, monkeypatch):
         result.majority_vote(np.arange(n) % 3).tolist()
 
 
-def test_cli_predict_majority_voting(reference, tmp_path, capsys):
+def test_cli_predict_majority_voting(reference, tmp_path, capsys, monkeypatch):
     from conftest import one_line_error
 
     rng = np.random.default_rng(5)
@@ -363,6 +363,14 @@ def test_cli_predict_majority_voting(reference, tmp_path, capsys):
                           "--test-set", query, "--output", tmp_path / "calls.tsv",
                           "--majority-voting", "leiden")
     assert "--majority-voting" in line and ".h5ad --output" in line
+    # A column the query lacks, without scanpy: one line, and no output written.
+    import sys
+    monkeypatch.setitem(sys.modules, "scanpy", None)
+    line = one_line_error(capsys, "predict", "--model-dir", reference["model_dir"],
+                          "--test-set", query, "--output", tmp_path / "other.h5ad",
+                          "--majority-voting", "louvain")
+    assert "no column 'louvain'" in line and "install scanpy" in line
+    assert not (tmp_path / "other.h5ad").exists()
 
 
 def test_result_reprs_are_short(reference):
