@@ -28,6 +28,7 @@ _EXPORTS = {
     "train_streaming": "train", "predict_streaming": "annotation",
     "PRESETS": "model", "ACTINNModel": "model", "ActinnClassifier": "model",
     "AnnotationResult": "annotation", "annotate": "annotation", "train_reference": "train",
+    "macro_f1_metric": "evaluation",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -56,6 +57,7 @@ if TYPE_CHECKING:  # static checkers see the eager imports
         OutputError,
         TrainingError,
     )
+    from deepchem_actinn.evaluation import macro_f1_metric
     from deepchem_actinn.history import TrainingHistory
     from deepchem_actinn.io import (
         CountMatrix,

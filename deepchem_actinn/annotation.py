@@ -7,10 +7,13 @@
 
 from __future__ import annotations
 
+import colorsys
+import html
+import importlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -21,6 +24,36 @@ from deepchem_actinn.model import ACTINNModel
 from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning
 from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts, chunk_transform
 from deepchem_actinn.validation import UNASSIGNED, check_number
+
+IN_MEMORY = "<in memory>"
+UNASSIGNED_COLOR = "#d3d3d3"  # light grey, as CellTypist and scanpy draw missing values
+# scanpy's default categorical palette (``scanpy.plotting.palettes.default_20``), so
+# figures look as scanpy users expect without importing scanpy or matplotlib.
+PALETTE_20 = ("#1f77b4", "#ff7f0e", "#279e68", "#d62728", "#aa40fc", "#8c564b", "#e377c2",
+              "#b5bd61", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+              "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5", "#ad494a", "#8c6d31")
+
+
+def category_colors(categories: Sequence[str]) -> List[str]:
+    """A colour per category, in order: ``Unassigned`` grey, the others a categorical palette.
+
+    Up to 20 types get scanpy's default colours; more get evenly spread hues
+    (golden-ratio steps), none of them grey.
+
+    >>> category_colors(["B cell", "T cell", "Unassigned"])
+    ['#1f77b4', '#ff7f0e', '#d3d3d3']
+    """
+    n_types = sum(1 for c in categories if c != UNASSIGNED)
+    if n_types <= len(PALETTE_20):
+        palette = list(PALETTE_20[:n_types])
+    else:
+        palette = []
+        for i in range(n_types):
+            hue = (i * 0.618033988749895) % 1.0
+            r, g, b = colorsys.hsv_to_rgb(hue, 0.65 if i % 2 else 0.85, 0.75 if i % 3 else 0.9)
+            palette.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
+    colors = iter(palette)
+    return [UNASSIGNED_COLOR if c == UNASSIGNED else next(colors) for c in categories]
 
 
 @dataclass
@@ -39,6 +72,8 @@ class AnnotationResult:
     overlap: how the query's genes covered the model's.
     preset: the training mode of the model (``"actinn"``: the paper's; see
         :data:`~deepchem_actinn.model.PRESETS`).
+    model_source: the model directory :func:`annotate` read (absolute path),
+        or ``"<in memory>"`` for a model object not loaded from one.
 
     Examples
     --------
@@ -68,9 +103,41 @@ class AnnotationResult:
     threshold: Optional[float]
     overlap: GeneOverlap
     preset: str = "actinn"  # the mode the model was trained in
+    model_source: str = IN_MEMORY  # recorded in to_adata's uns for provenance
 
     def __len__(self) -> int:
         return len(self.cell_ids)
+
+    def _summary(self, top: int = 5) -> Tuple[List[Tuple[str, str]], pd.Series]:
+        """``(field, value)`` rows and the most common calls, for the reprs."""
+        counts = pd.Series([str(v) for v in self.labels], dtype=object).value_counts()
+        overlap = self.overlap
+        rows = [("cells", f"{len(self):,}"), ("types", f"{len(self.classes):,}"),
+                ("preset", self.preset),
+                ("threshold", "none" if self.threshold is None
+                 else f"{self.threshold:g} ({int(counts.get(UNASSIGNED, 0)):,} Unassigned)")]
+        if overlap is not None:
+            rows.append(("gene overlap", f"{overlap.n_found:,} of {overlap.n_model_genes:,} "
+                                         f"model genes ({100 * overlap.fraction:.1f}%)"))
+        return rows, counts.head(top)
+
+    def __repr__(self) -> str:
+        # The dataclass repr would print every cell (1,000+ lines in a notebook).
+        rows, counts = self._summary()
+        lines = [f"AnnotationResult: {'; '.join(f'{k} {v}' for k, v in rows)}"]
+        more = len(set(map(str, self.labels))) - len(counts)
+        lines.append("  top calls: " + ", ".join(f"{name} {n:,}" for name, n in counts.items())
+                     + (f" (+{more} more)" if more > 0 else ""))
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows, counts = self._summary()
+        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                        f"<td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in rows)
+        calls = "".join(f"<tr><td style='text-align:left'>{html.escape(name)}</td>"
+                        f"<td>{n:,}</td></tr>" for name, n in counts.items())
+        return (f"<b>AnnotationResult</b><table>{cells}</table>"
+                f"<table><tr><th>top calls</th><th>cells</th></tr>{calls}</table>")
 
     def to_dataframe(self, probabilities: bool = False) -> pd.DataFrame:
         """Table indexed by cell id: ``cell_type``, ``probability`` (and one column per class)."""
@@ -105,34 +172,150 @@ class AnnotationResult:
             f"({len(missing)} without a call, e.g. {list(missing[:3])}; {len(extra)} calls "
             f"without a cell, e.g. {list(extra[:3])}); annotate this AnnData itself")
 
-    def to_adata(self, adata: Any = None, prefix: str = "actinn") -> Any:
+    def metadata(self) -> Dict[str, Any]:
+        """What made these calls, as ``to_adata`` stores it in ``uns["actinn"]``.
+
+        Model (directory or ``"<in memory>"``), preset, threshold (``None``:
+        none), package version and how the query's genes covered the model's.
+        """
+        from deepchem_actinn import __version__
+        return {
+            "model": self.model_source,
+            "preset": self.preset,
+            "threshold": None if self.threshold is None else float(self.threshold),
+            "version": __version__,
+            "gene_overlap": {"found": int(self.overlap.n_found),
+                             "total": int(self.overlap.n_model_genes),
+                             "fraction": float(self.overlap.fraction)},
+        }
+
+    def majority_vote(self, groups: Any) -> np.ndarray:
+        """Each cell's call replaced by the most common call of its cluster (CellTypist's vote).
+
+        ``groups`` holds a cluster per cell (e.g. Leiden's): an array in this
+        result's cell order, or a ``Series`` indexed by cell id. The calls are
+        :attr:`labels` (after the threshold, so a cluster of mostly
+        ``Unassigned`` cells stays ``Unassigned``); ties go to the type that
+        comes first in :attr:`classes`, ``Unassigned`` last. A cell without a
+        cluster (NaN) keeps its own call. ``to_adata(adata,
+        majority_voting="leiden")`` votes over an ``obs`` column.
+
+        >>> result = AnnotationResult(np.array(["a", "b", "c", "d"]),
+        ...     np.array(["T", "B", "T", "B"], dtype=object), None, None, None,
+        ...     np.array(["B", "T"], dtype=object), None, None, None)
+        >>> result.majority_vote([0, 0, 0, 1]).tolist()
+        ['T', 'T', 'T', 'B']
+        """
+        if isinstance(groups, str):
+            raise TypeError("majority_vote takes a cluster per cell; to vote over an obs "
+                            "column use to_adata(adata, majority_voting=COLUMN)")
+        if isinstance(groups, pd.Series) and not isinstance(groups.index, pd.RangeIndex):
+            try:
+                order = self._order_for(groups.index)
+            except ValueError:
+                raise ValueError("the groups' index does not match the annotated cell ids; pass "
+                                 "a Series indexed by cell id or an array in result order"
+                                 ) from None
+            groups = groups.iloc[order.argsort()]  # to this result's cell order
+        values = np.asarray(groups, dtype=object)
+        if values.ndim != 1 or len(values) != len(self):
+            raise ValueError(f"majority_vote needs one cluster per cell ({len(self)}), got "
+                             f"shape {values.shape}")
+        return _vote(self.labels, values, [str(c) for c in self.classes] + [UNASSIGNED])
+
+    def to_adata(self, adata: Any = None, prefix: str = "actinn", *,
+                 probability_columns: bool = False,
+                 majority_voting: Optional[str] = None) -> Any:
         """Store the calls in an ``AnnData`` (in place) and return it.
 
-        Writes ``obs[f"{prefix}_label"]`` (categorical: the model's classes,
-        plus ``Unassigned`` with a threshold), ``obs[f"{prefix}_probability"]``,
-        ``obsm[f"{prefix}_probabilities"]`` (cells x classes, columns in
-        ``uns[f"{prefix}_classes"]`` order) and ``obsm[f"X_{prefix}"]`` (the
-        embedding, usable by ``scanpy.pp.neighbors(use_rep=...)``). Cells are
-        matched to ``obs_names`` by id; a mismatch raises ``ValueError``.
-        Without ``adata``, a new one with no genes is built. Needs the
-        ``anndata`` extra.
+        Writes, in ``obs``: ``{prefix}_label`` (the call after the threshold,
+        categorical: the model's classes, plus ``Unassigned`` with a
+        threshold), ``{prefix}_prediction`` (the most probable type, before
+        the threshold) and ``{prefix}_probability`` (its probability); with
+        ``probability_columns=True`` also one ``{prefix}_p_<type>`` column per
+        type, so ``sc.pl.umap(adata, color="actinn_p_B cell")`` works. In
+        ``obsm``: ``{prefix}_probabilities`` (cells x classes, columns in
+        ``uns["{prefix}_classes"]`` order) and ``X_{prefix}`` (the embedding,
+        usable by ``scanpy.pp.neighbors(use_rep=...)``). In ``uns``:
+        ``{prefix}`` (:meth:`metadata`: model, preset, threshold, version,
+        gene overlap) and ``{prefix}_label_colors`` / ``{prefix}_prediction_colors``
+        (scanpy's colour lists: ``Unassigned`` grey, a type the same colour in both).
+
+        ``majority_voting="leiden"`` also writes ``obs["{prefix}_majority_voting"]``:
+        each cell's cluster's most common call (:meth:`majority_vote`) over
+        that ``obs`` column. When the column is absent and scanpy is
+        installed, it is computed first: Leiden clusters of the ACTINN
+        embedding (``sc.pp.neighbors(use_rep="X_{prefix}", key_added=prefix)``,
+        so an existing neighbour graph is kept; ``sc.tl.leiden``).
+
+        Cells are matched to ``obs_names`` by id; a mismatch raises
+        ``ValueError``. Without ``adata``, a new one with no genes is built.
+        Needs the ``anndata`` extra.
         """
         anndata = _import_anndata("to_adata")
+        if probability_columns and self.probabilities is None:
+            raise ValueError("probability_columns needs every class probability, which this "
+                             "result did not keep (annotate(..., probabilities=False))")
         if adata is None:
             adata = anndata.AnnData(obs=pd.DataFrame(index=pd.Index(
                 [str(c) for c in self.cell_ids], dtype=object)))
         order = self._order_for(adata.obs_names)
-        categories = [str(c) for c in self.classes]
+        scanpy: Any = None
+        if majority_voting is not None and majority_voting not in adata.obs:
+            try:  # checked before anything is written: a refusal leaves adata as it was
+                scanpy = importlib.import_module("scanpy")
+            except ImportError:
+                raise InputError(f"adata.obs has no column {majority_voting!r} to vote over; "
+                                 "pass an existing clustering column (e.g. 'leiden') or "
+                                 "install scanpy to compute Leiden clusters") from None
+        types = [str(c) for c in self.classes]
+        categories = list(types)
         if self.threshold is not None or UNASSIGNED in set(self.labels):
             categories.append(UNASSIGNED)
+        colors = category_colors(categories)
         adata.obs[f"{prefix}_label"] = pd.Categorical(
             [str(v) for v in self.labels[order]], categories=categories)
+        adata.obs[f"{prefix}_prediction"] = pd.Categorical(
+            [str(v) for v in self.predicted[order]], categories=types)
         adata.obs[f"{prefix}_probability"] = np.asarray(self.probability[order])
         if self.probabilities is not None:
             adata.obsm[f"{prefix}_probabilities"] = np.asarray(self.probabilities[order])
-        adata.uns[f"{prefix}_classes"] = np.asarray(categories[:len(self.classes)], dtype=object)
+            if probability_columns:
+                columns = pd.DataFrame(self.probabilities[order], index=adata.obs.index,
+                                       columns=[f"{prefix}_p_{t}" for t in types])
+                # One concat, not a column at a time: pandas warns past ~100 inserts.
+                adata.obs = pd.concat([adata.obs.drop(columns=columns.columns, errors="ignore"),
+                                       columns], axis=1)
+        adata.uns[f"{prefix}_classes"] = np.asarray(types, dtype=object)
+        adata.uns[prefix] = self.metadata()
+        adata.uns[f"{prefix}_label_colors"] = np.asarray(colors, dtype=object)
+        adata.uns[f"{prefix}_prediction_colors"] = np.asarray(colors[:len(types)], dtype=object)
         adata.obsm[f"X_{prefix}"] = np.asarray(self.embedding[order])
+        if majority_voting is not None:
+            if scanpy is not None:
+                scanpy.pp.neighbors(adata, use_rep=f"X_{prefix}", key_added=prefix)
+                scanpy.tl.leiden(adata, key_added=majority_voting, neighbors_key=prefix)
+            voted = _vote(self.labels[order], np.asarray(adata.obs[majority_voting], dtype=object),
+                          categories)
+            adata.obs[f"{prefix}_majority_voting"] = pd.Categorical(voted, categories=categories)
+            adata.uns[f"{prefix}_majority_voting_colors"] = np.asarray(colors, dtype=object)
+            adata.uns[prefix]["majority_voting"] = majority_voting
         return adata
+
+
+def _vote(labels: np.ndarray, groups: np.ndarray, categories: List[str]) -> np.ndarray:
+    """Most common label of each group, for every cell; ties to the first in ``categories``."""
+    names = list(categories) + sorted(set(map(str, labels)) - set(categories))
+    code = {name: i for i, name in enumerate(names)}
+    label_codes = np.fromiter((code[str(v)] for v in labels), np.int64, len(labels))
+    group_codes, uniques = pd.factorize(pd.Series(groups, dtype=object))  # NaN: -1
+    clustered = group_codes >= 0
+    table = np.zeros((len(uniques), len(names)), np.int64)
+    np.add.at(table, (group_codes[clustered], label_codes[clustered]), 1)
+    winners = np.asarray(names, dtype=object)[table.argmax(axis=1)]  # argmax: first of ties
+    voted = np.asarray([str(v) for v in labels], dtype=object)
+    voted[clustered] = winners[group_codes[clustered]]
+    return voted
 
 
 def predict_outputs(model: ACTINNModel, X: Any) -> tuple:
@@ -273,7 +456,9 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
     """
     if threshold is not None:
         threshold = check_number("threshold", threshold)
+    source = getattr(model, "loaded_from", None) or IN_MEMORY
     if not isinstance(model, ACTINNModel):
+        source = os.path.abspath(os.fspath(model))
         model = ACTINNModel.load(model)
     overlap, blocks = prediction_blocks(data, model, key, format=format, layer=layer,
                                         gene_column=gene_column, cells_as_rows=cells_as_rows,
@@ -298,7 +483,7 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
                             predicted, probability, every, model.classes,
                             np.concatenate(embeddings) if embeddings
                             else np.zeros((0, n_hidden), np.float32), threshold, overlap,
-                            model.preset)
+                            model.preset, source)
 
 
 def _check_empty_cells(n_empty: int, n_cells: int, source: str) -> None:

@@ -272,6 +272,9 @@ def _check_predict_output(args: argparse.Namespace) -> bool:
     if extension not in _PREDICT_OUTPUTS:
         raise InputError(f"--output must end {', '.join(_PREDICT_OUTPUTS[:-1])} (the calls as "
                          "a table) or .h5ad (the query with the calls added)", args.output)
+    if args.majority_voting is not None and extension != ".h5ad":
+        raise InputError("--majority-voting adds a column to the query's obs: it needs an "
+                         ".h5ad --output", args.output)
     if extension == ".h5ad" and args.chunk_cells is not None:
         raise InputError("--chunk-cells streams the query, but an .h5ad --output holds all of "
                          "it; write a .tsv with --chunk-cells", args.output)
@@ -310,7 +313,7 @@ def _predict_h5ad(args: argparse.Namespace, model: Any) -> Any:
                 X=query.X, obs=pd.DataFrame(index=pd.Index(query.cells, dtype=object)), var=var)
         options = {}
     result = annotate(query, model, args.threshold, **options)
-    return result.to_adata(adata), result
+    return result.to_adata(adata, majority_voting=args.majority_voting), result
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -630,6 +633,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--probabilities", help="TSV of every class probability per cell")
     predict.add_argument("--threshold", type=_probability,
                          help="label cells below this probability 'Unassigned'")
+    predict.add_argument("--majority-voting", metavar="COLUMN",
+                         help="with an .h5ad --output: also give each cell its cluster's most "
+                              "common call (obs column actinn_majority_voting), clusters "
+                              "from this obs column of an .h5ad --test-set (or Leiden "
+                              "clusters computed under that name when scanpy is installed)")
     predict.add_argument("--key", help="HDF key of --test-set")
     predict.add_argument("--device", default="auto", type=_device)
     predict.add_argument("--chunk-cells", type=_positive_int, metavar="N",

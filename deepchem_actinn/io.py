@@ -155,6 +155,17 @@ class CellDatasetMixin:
         """The same cells as a :class:`CountMatrix` (sparse stays sparse)."""
         return CountMatrix(self.X, self.genes, self.ids, source=source)
 
+    def __repr__(self) -> str:
+        # DeepChem's repr prints every id; a notebook wants the shape and the types.
+        n_cells, n_genes = self.X.shape
+        shown = ", ".join(map(str, self.classes[:4])) + (", ..." if len(self.classes) > 4 else "")
+        kind = "sparse" if hasattr(self.X, "nnz") else "dense"
+        classes = f"{len(self.classes)} classes ({shown})" if len(self.classes) else "no classes"
+        return (f"<{type(self).__name__}: {n_cells:,} cells x {n_genes:,} genes, {classes}, "
+                f"{kind}>")
+
+    __str__ = __repr__
+
 
 # ---------------------------------------------------------------------------
 # Count matrices

@@ -57,7 +57,7 @@ from deepchem_actinn.model_file import (  # noqa: F401  (the file format, named 
     WEIGHTS_FILE,
     _metadata_digest,
 )
-from deepchem_actinn.preprocessing import ScRNAFeaturizer
+from deepchem_actinn.preprocessing import PreprocessingWarning, ScRNAFeaturizer
 from deepchem_actinn.presets import (  # noqa: F401  (presets, importable from here as before)
     ACTINN_DEFAULTS,
     DEFAULT_PRESET,
@@ -387,6 +387,31 @@ class _DivergenceGuard:
                                 f"lower --learning-rate (this run: {rate:g})")
 
 
+RAW_COUNT_ROW_SUM = 100  # median cell total above which integer data are counts, not 0/1 flags
+
+
+def _raw_counts_summary(dataset: Any, rows: int = 1000) -> str:
+    """Why ``dataset`` looks like unfeaturised counts, or ``""``.
+
+    Non-negative integers with a median of at least ``RAW_COUNT_ROW_SUM`` per
+    cell: ACTINN's features (log2 of normalised counts) are not integers.
+    Only the first ``rows`` cells of in-memory datasets are looked at (a
+    sharded dataset would be read from disk).
+    """
+    from deepchem_actinn.data import SparseCellDataset
+    if not isinstance(dataset, (dc.data.NumpyDataset, SparseCellDataset)):
+        return ""
+    X = dataset.X[:rows]
+    values = X.data if sp.issparse(X) else np.asarray(X)
+    if values.size == 0 or values.min() < 0 or not np.array_equal(values, np.round(values)):
+        return ""
+    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    median = float(np.median(totals))
+    if median < RAW_COUNT_ROW_SUM:
+        return ""
+    return f"non-negative integers, a median of {median:,.0f} per cell"
+
+
 class ACTINNModel(TorchModel):
     """ACTINN cell-type classifier for DeepChem.
 
@@ -519,6 +544,15 @@ class ACTINNModel(TorchModel):
             **kwargs)
         self._shuffle_rng = np.random.default_rng(self.seed)
         self._class_weights: Optional[np.ndarray] = None  # set by fit with class_weight
+        # The directory load() read, recorded by annotate/to_adata for provenance.
+        self.loaded_from: Optional[str] = None
+
+    def __repr__(self) -> str:
+        # TorchModel sets _global_step only once the network is built.
+        shown = ", ".join(map(str, self.classes[:4])) + (", ..." if self.n_classes > 4 else "")
+        return (f"<ACTINNModel preset={self.preset!r}: {self.n_genes:,} genes -> "
+                f"{'-'.join(map(str, self.settings['hidden_sizes']))} -> {self.n_classes} "
+                f"classes ({shown}); {getattr(self, '_global_step', 0):,} steps trained>")
 
     # -- hyper-parameters --------------------------------------------------------
 
@@ -592,6 +626,14 @@ class ACTINNModel(TorchModel):
             # DeepChem restores after drawing the first batch, i.e. after this
             # epoch's shuffle; restoring first keeps the batches of an unbroken run.
             self.restore()
+        summary = _raw_counts_summary(dataset)
+        if summary:
+            # stacklevel 2: the user's fit() line, not this file.
+            warnings.warn(f"the training cells look like raw counts ({summary}), not "
+                          "ACTINN's features: fit a ScRNAFeaturizer on them and train on "
+                          "deepchem_actinn.train.featurize(featurizer, dataset) (or use "
+                          "train_reference, which does both)", PreprocessingWarning,
+                          stacklevel=2)
         if self.settings.get("class_weight") == "balanced":
             self._class_weights = _balanced_weights(dataset.y, self.n_classes)
         if nb_epoch is None:
@@ -932,6 +974,7 @@ class ACTINNModel(TorchModel):
         model.model.load_state_dict(state)
         model._ensure_built()
         model._global_step = int(meta.get("global_step", 0))
+        model.loaded_from = os.path.abspath(folder)
         model._sync_schedule()
         return model
 

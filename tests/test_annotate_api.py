@@ -205,6 +205,207 @@ def test_to_adata_new_and_existing(reference, tmp_path):
         result.to_adata(adata[:10].copy())
 
 
+def test_to_adata_celltypist_fields(reference, tmp_path):
+    """Top call and thresholded call apart, per-type columns, provenance, grey Unassigned."""
+    result = da.annotate(reference["query"], reference["model_dir"], threshold=0.9)
+    below = result.labels == UNASSIGNED
+    assert below.any() and (~below).any()  # both kinds of cell, or the test shows nothing
+    adata = result.to_adata(probability_columns=True)
+    prediction = adata.obs["actinn_prediction"]
+    assert prediction.cat.categories.tolist() == TYPES  # no Unassigned: before the threshold
+    assert prediction.astype(str).tolist() == result.predicted.tolist()
+    assert (adata.obs["actinn_label"].astype(str).to_numpy()[~below]
+            == prediction.astype(str).to_numpy()[~below]).all()
+    for k, name in enumerate(TYPES):
+        np.testing.assert_array_equal(adata.obs[f"actinn_p_{name}"], result.probabilities[:, k])
+    meta = adata.uns["actinn"]
+    assert meta["model"] == os.path.abspath(reference["model_dir"])
+    assert meta["preset"] == result.preset and meta["threshold"] == 0.9
+    assert meta["version"] == da.__version__
+    n_model = len(reference["model"].genes)  # the gene filters kept fewer than N_GENES
+    assert meta["gene_overlap"] == {"found": n_model, "total": n_model, "fraction": 1.0}
+    colors = list(adata.uns["actinn_label_colors"])
+    assert len(colors) == N_TYPES + 1 and colors[-1] == "#d3d3d3"
+    assert "#d3d3d3" not in colors[:-1] and len(set(colors)) == len(colors)
+    assert colors[:2] == ["#1f77b4", "#ff7f0e"]  # scanpy's default palette, in category order
+    assert list(adata.uns["actinn_prediction_colors"]) == colors[:-1]  # same type, same colour
+
+    path = tmp_path / "calls.h5ad"
+    adata.write_h5ad(path)
+    back = anndata.read_h5ad(path)
+    assert back.uns["actinn"]["gene_overlap"]["found"] == n_model
+    assert back.obs["actinn_prediction"].astype(str).tolist() == result.predicted.tolist()
+    assert list(back.uns["actinn_label_colors"]) == colors
+
+    # A model object annotates "in memory"; no threshold is recorded as None and no
+    # Unassigned category (nor grey) is added.
+    plain = da.annotate(reference["query"], reference["model"]).to_adata()
+    assert plain.uns["actinn"]["model"] == "<in memory>"
+    assert plain.uns["actinn"]["threshold"] is None
+    assert "#d3d3d3" not in list(plain.uns["actinn_label_colors"])
+    assert not any(c.startswith("actinn_p_") for c in plain.obs)  # only when asked
+    loaded = da.ACTINNModel.load(reference["model_dir"])
+    assert da.annotate(reference["query"], loaded).model_source == meta["model"]
+    # Asked for per-type columns without kept probabilities: a clear refusal.
+    slim = da.annotate(reference["query"], reference["model"], probabilities=False)
+    with pytest.raises(ValueError, match="probability_columns needs every class probability"):
+        slim.to_adata(probability_columns=True)
+    with pytest.raises(TypeError):
+        result.to_adata(probability_colums=True)
+
+
+def expected_vote(labels, groups):
+    """Each cell's cluster's most common label, by counting (ties: TYPES order, then Unassigned)."""
+    rank = {name: i for i, name in enumerate(TYPES + [UNASSIGNED])}
+    best = {}
+    for group in set(groups):
+        counted = pd.Series(labels[groups == group]).value_counts()
+        top = counted[counted == counted.max()].index
+        best[group] = min(top, key=rank.__getitem__)
+    return np.array([best[g] for g in groups], dtype=object)
+
+
+def test_majority_vote(reference):
+    result = da.annotate(reference["query"], reference["model"], threshold=0.9)
+    rng = np.random.default_rng(3)
+    groups = rng.integers(0, 6, size=len(result))  # clusters that mix types: votes change calls
+    voted = result.majority_vote(groups)
+    np.testing.assert_array_equal(voted, expected_vote(result.labels, groups))
+    assert (voted != result.labels).any()
+    for g in np.unique(groups):
+        assert len(set(voted[groups == g])) == 1
+    # A Series indexed by cell id is aligned by id, whatever its order.
+    order = rng.permutation(len(result))
+    shuffled = pd.Series(groups[order], index=result.cell_ids[order])
+    np.testing.assert_array_equal(result.majority_vote(shuffled), voted)
+    # A cell without a cluster keeps its own call.
+    with_missing = pd.Series(groups, dtype=object)
+    with_missing[0] = np.nan
+    assert result.majority_vote(with_missing)[0] == result.labels[0]
+    # Ties go to the type listed first.
+    small = da.AnnotationResult(np.array(["a", "b", "c", "d"]),
+                                np.array(["type C", "type B", UNASSIGNED, "type A"], dtype=object),
+                                None, None, None, np.array(TYPES, dtype=object), None, None, None)
+    assert small.majority_vote([1, 1, 2, 2]).tolist() == ["type B", "type B", "type A", "type A"]
+    with pytest.raises(ValueError, match="one cluster per cell"):
+        result.majority_vote(groups[:-1])
+    with pytest.raises(TypeError, match="majority_voting=COLUMN"):
+        result.majority_vote("leiden")
+    with pytest.raises(ValueError, match="index does not match"):
+        result.majority_vote(pd.Series(groups, index=[f"x{i}" for i in range(len(groups))]))
+
+
+def test_to_adata_majority_voting(reference, monkeypatch):
+    import sys
+    import types
+
+    result = da.annotate(reference["query"], reference["model"], threshold=0.9)
+    n = len(result)
+    rng = np.random.default_rng(4)
+    groups = rng.integers(0, 5, size=n)
+    order = rng.permutation(n)
+    adata = anndata.AnnData(obs=pd.DataFrame(
+        {"cluster": pd.Categorical(groups[order].astype(str))},
+        index=[reference["cells"][i] for i in order]))
+    result.to_adata(adata, majority_voting="cluster")
+    voted = adata.obs["actinn_majority_voting"]
+    assert voted.cat.categories.tolist() == TYPES + [UNASSIGNED]
+    assert voted.astype(str).tolist() == result.majority_vote(groups)[order].tolist()
+    assert adata.uns["actinn"]["majority_voting"] == "cluster"
+    assert list(adata.uns["actinn_majority_voting_colors"]) == list(
+        adata.uns["actinn_label_colors"])
+
+    # No such column and no scanpy: one line saying what to do, and adata left untouched.
+    monkeypatch.setitem(sys.modules, "scanpy", None)  # import scanpy raises ImportError
+    bare = anndata.AnnData(obs=pd.DataFrame(index=reference["cells"]))
+    with pytest.raises(ValueError, match="no column 'leiden'.*install scanpy") as error:
+        result.to_adata(bare, majority_voting="leiden")
+    assert "\n" not in str(error.value) and "actinn_label" not in bare.obs
+
+    # With scanpy: Leiden on the ACTINN embedding, in its own neighbour graph, named as asked.
+    calls = []
+
+    def neighbors(adata, use_rep, key_added):
+        calls.append(("neighbors", use_rep, key_added))
+        assert adata.obsm[use_rep].shape == (n, 25)  # the embedding is there first
+
+    def leiden(adata, key_added, neighbors_key):
+        calls.append(("leiden", key_added, neighbors_key))
+        adata.obs[key_added] = pd.Categorical((np.arange(adata.n_obs) % 3).astype(str))
+
+    fake = types.SimpleNamespace(pp=types.SimpleNamespace(neighbors=neighbors),
+                                 tl=types.SimpleNamespace(leiden=leiden))
+    monkeypatch.setitem(sys.modules, "scanpy", fake)
+    result.to_adata(bare, majority_voting="leiden")
+    assert calls == [("neighbors", "X_actinn", "actinn"), ("leiden", "leiden", "actinn")]
+    assert bare.obs["actinn_majority_voting"].astype(str).tolist() == \
+        result.majority_vote(np.arange(n) % 3).tolist()
+
+
+def test_cli_predict_majority_voting(reference, tmp_path, capsys, monkeypatch):
+    from conftest import one_line_error
+
+    rng = np.random.default_rng(5)
+    clusters = rng.integers(0, 4, size=len(reference["cells"])).astype(str)
+    query = tmp_path / "query.h5ad"
+    anndata.AnnData(X=reference["counts"].astype(np.float32),
+                    obs=pd.DataFrame({"leiden": pd.Categorical(clusters)},
+                                     index=reference["cells"]),
+                    var=pd.DataFrame(index=GENES)).write_h5ad(query)
+    output = tmp_path / "calls.h5ad"
+    assert cli.main(["predict", "--model-dir", reference["model_dir"], "--test-set", str(query),
+                     "--output", str(output), "--threshold", "0.9",
+                     "--majority-voting", "leiden"]) == 0
+    back = anndata.read_h5ad(output)
+    expected = da.annotate(str(query), reference["model"], threshold=0.9).majority_vote(clusters)
+    assert back.obs["actinn_majority_voting"].astype(str).tolist() == expected.tolist()
+    line = one_line_error(capsys, "predict", "--model-dir", reference["model_dir"],
+                          "--test-set", query, "--output", tmp_path / "calls.tsv",
+                          "--majority-voting", "leiden")
+    assert "--majority-voting" in line and ".h5ad --output" in line
+    # A column the query lacks, without scanpy: one line, and no output written.
+    import sys
+    monkeypatch.setitem(sys.modules, "scanpy", None)
+    line = one_line_error(capsys, "predict", "--model-dir", reference["model_dir"],
+                          "--test-set", query, "--output", tmp_path / "other.h5ad",
+                          "--majority-voting", "louvain")
+    assert "no column 'louvain'" in line and "install scanpy" in line
+    assert not (tmp_path / "other.h5ad").exists()
+
+
+def test_result_reprs_are_short(reference):
+    result = da.annotate(reference["query"], reference["model_dir"], threshold=0.9)
+    text = repr(result)
+    lines = text.splitlines()
+    assert len(lines) == 2 and len(text) < 400  # not one line per cell
+    n_unassigned = int((result.labels == UNASSIGNED).sum())
+    n_model = len(reference["model"].genes)
+    assert lines[0] == (f"AnnotationResult: cells 90; types {N_TYPES}; preset {result.preset}; "
+                        f"threshold 0.9 ({n_unassigned} Unassigned); gene overlap {n_model} of "
+                        f"{n_model} model genes (100.0%)")
+    top = pd.Series(result.labels).value_counts()
+    assert lines[1].startswith(f"  top calls: {top.index[0]} {top.iloc[0]}")
+    assert "(+1 more)" in lines[1]  # 5 types + Unassigned, 5 shown
+    page = result._repr_html_()
+    assert page.count("<table>") == 2 and page.count("<tr>") == 5 + 1 + 5
+    assert f"<td style='text-align:left'>{top.index[0]}</td><td>{top.iloc[0]}</td>" in page
+    odd = da.AnnotationResult(np.array(["a"]), np.array(["<b>&co"], dtype=object),
+                              None, None, None, np.array(["<b>&co"], dtype=object),
+                              None, None, result.overlap)
+    assert "&lt;b&gt;&amp;co" in odd._repr_html_() and "<b>&co" not in odd._repr_html_()
+
+
+def test_category_colors_many_types():
+    from deepchem_actinn.annotation import category_colors
+
+    names = [f"t{i}" for i in range(45)] + [UNASSIGNED]
+    colors = category_colors(names)
+    assert colors[-1] == "#d3d3d3" and len(set(colors)) == len(colors)
+    assert all(len(c) == 7 and c.startswith("#") for c in colors)
+    # Unassigned is grey wherever it sits, and does not use up a palette colour.
+    assert category_colors(["a", UNASSIGNED, "b"]) == ["#1f77b4", "#d3d3d3", "#ff7f0e"]
+
+
 def test_cli_predict_any_format_and_evaluate(reference, tmp_path, capsys):
     query = str(tmp_path / "query.h5ad")
     assert cli.main(["convert", "--input", reference["query"], "--output", query]) == 0

@@ -148,3 +148,26 @@ def test_deepchem_splitters_do_not_stratify_cell_types(sample_1):
     # SingletaskStratifiedSplitter returns float indices.
     train, _, _ = dc.splits.SingletaskStratifiedSplitter().split(sample_1, 0.8, 0.1, 0.1, seed=0)
     assert not np.issubdtype(np.asarray(train).dtype, np.integer)
+
+
+def test_dataset_reprs_are_one_line():
+    """Shape and classes, not DeepChem's every id: readable for 100,000 cells."""
+    import scipy.sparse as sp
+
+    from deepchem_actinn.data import SparseCellDataset
+
+    n = 5000
+    X = np.zeros((n, 3), np.float32)
+    y = (np.arange(n) % 6).reshape(-1, 1)
+    classes = [f"type {t}" for t in range(6)]
+    dense = CellDataset(X, y, ids=[f"c{i}" for i in range(n)], genes=["A", "B", "C"],
+                        classes=classes)
+    text = repr(dense)
+    assert text == str(dense) and "\n" not in text and len(text) < 200
+    assert text.startswith("<CellDataset: 5,000 cells x 3 genes, 6 classes (type 0, type 1")
+    assert "..." in text and "c4999" not in text and text.endswith("dense>")
+    sparse = SparseCellDataset(sp.csr_matrix(X), y, genes=["A", "B", "C"], classes=classes[:2],
+                               ids=None)
+    assert repr(sparse.select([0, 1])) == \
+        "<SparseCellDataset: 2 cells x 3 genes, 2 classes (type 0, type 1), sparse>"
+    assert "no classes" in repr(CellDataset(X[:2]))

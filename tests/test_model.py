@@ -202,6 +202,83 @@ def test_evaluate_and_validation_callback_with_many_classes(trained, small):
     assert 0.0 <= callback.get_best_score() <= 1.0
 
 
+def test_macro_f1_metric_with_many_classes(small):
+    """The exported metric scores 5 types through evaluate and ValidationCallback."""
+    from sklearn.metrics import f1_score
+
+    from deepchem_actinn import macro_f1_metric
+    from deepchem_actinn.evaluation import evaluation_report, macro_f1_score
+
+    features, featurizer = small
+    metric = macro_f1_metric()
+    log = io.StringIO()
+    callback = dc.models.ValidationCallback(features, interval=3, metrics=[metric],
+                                            output_file=log)
+    # Briefly trained: imperfect calls, so macro-F1 and accuracy differ.
+    model = ACTINNModel(len(featurizer.genes_), features.n_classes, classes=features.classes,
+                        seed=0, **FAST)
+    model.fit(features, nb_epoch=1, callbacks=[callback], checkpoint_interval=0)
+    assert log.getvalue().count("macro_f1") == len(features) // 32 // 3
+    scores = model.evaluate(features, [metric, dc.metrics.Metric(dc.metrics.accuracy_score)])
+    truth, called = features.cell_types(), model.predict_labels(features)
+    assert len(set(truth)) == 5 and len(set(called)) > 2
+    # The same figure as `deepchem-actinn evaluate`, and scikit-learn's over the true types.
+    assert scores["macro_f1"] == pytest.approx(evaluation_report(called, truth)["macro_f1"])
+    assert scores["macro_f1"] == pytest.approx(
+        f1_score(truth, called, labels=sorted(set(truth)), average="macro"))
+    assert 0.0 < scores["macro_f1"] < 1.0
+    assert scores["macro_f1"] != pytest.approx(scores["accuracy_score"])
+    # Weighted cells, and a type only predicted, as scikit-learn with the true labels.
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 4, 200), rng.integers(0, 5, 200)
+    weight = rng.uniform(0.1, 2.0, 200)
+    assert macro_f1_score(y_true, y_pred, weight) == pytest.approx(
+        f1_score(y_true, y_pred, labels=np.arange(4), average="macro", sample_weight=weight))
+
+
+def test_model_repr(trained, small):
+    features, featurizer = small
+    text = repr(trained)
+    assert "\n" not in text and "object at" not in text
+    assert text.startswith(f"<ACTINNModel preset='actinn': {len(featurizer.genes_):,} genes "
+                           "-> 100-50-25 -> 5 classes (")
+    assert f"{trained._global_step:,} steps trained>" in text and trained._global_step > 0
+    assert str(features.classes[0]) in text and "..." in text
+    fresh = ACTINNModel(10, 2, classes=["B", "T"])
+    assert repr(fresh) == "<ACTINNModel preset='actinn': 10 genes -> 100-50-25 -> 2 classes " \
+        "(B, T); 0 steps trained>"
+
+
+def test_fit_on_raw_counts_warns_at_the_callers_line(samples, small):
+    import warnings
+
+    from deepchem_actinn.data import SparseCellDataset
+    from deepchem_actinn.preprocessing import PreprocessingWarning
+
+    raw = ScRNALoader().create_dataset(samples.sample_1_counts, samples.sample_1_labels)
+    raw = raw.select(np.arange(200))
+    for data in (raw, SparseCellDataset.from_dataset(raw)):
+        model = ACTINNModel(raw.X.shape[1], raw.n_classes, **FAST)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            line = sys._getframe().f_lineno + 1
+            model.fit(data, nb_epoch=2, checkpoint_interval=0)
+        raw_warnings = [w for w in caught if issubclass(w.category, PreprocessingWarning)]
+        assert len(raw_warnings) == 1, [str(w.message) for w in caught]  # once, not per step
+        message = str(raw_warnings[0].message)
+        assert "look like raw counts" in message and "ScRNAFeaturizer" in message
+        assert "featurize" in message
+        assert raw_warnings[0].filename == __file__ and raw_warnings[0].lineno == line
+    # Featurised cells, and integer 0/1 features, train without it.
+    features, featurizer = small
+    flags = dc.data.NumpyDataset((features.X[:100] > 1).astype(np.float32), features.y[:100])
+    for data in (features, flags):
+        model = ACTINNModel(data.X.shape[1], features.n_classes, **FAST)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PreprocessingWarning)
+            model.fit(data, nb_epoch=1, checkpoint_interval=0)
+
+
 def test_save_and_load_round_trip(trained, small, tmp_path):
     features, _ = small
     folder = trained.save(tmp_path / "model")
