@@ -110,3 +110,17 @@ def one_line_error(capsys, *argv, alone=False):
     assert lines[-1].startswith("deepchem-actinn: error: "), err
     assert len(lines) == 1 or not alone, err
     return lines[-1]
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory):
+    """One small trained reference for the whole session: counts and labels on disk and the
+    saved model folder (tests that change it copy it first)."""
+    folder = tmp_path_factory.mktemp("reference")
+    _, _, counts, labels = write_labelled_counts(folder, 60, 120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import deepchem_actinn as da
+
+        model = da.train_reference(counts, labels, epochs=1)
+    return {"model": model.save(folder / "model"), "counts": counts, "labels": labels}

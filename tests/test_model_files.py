@@ -11,14 +11,13 @@ import os
 import pickle
 import re
 import shutil
-import warnings
 
 import deepchem as dc
 import numpy as np
 import pytest
 import torch
 from conftest import sha256_file as _sha256
-from conftest import synthetic_counts, write_labelled_counts
+from conftest import synthetic_counts
 from deepchem.models.torch_models.torch_model import TorchModel
 
 import deepchem_actinn as da
@@ -37,14 +36,9 @@ class Payload:
         return (open, (self.marker, "w"))
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    _, _, counts, labels = write_labelled_counts(folder, 60, 120)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = da.train_reference(counts, labels, epochs=1)
-    return {"model": model.save(folder / "model"), "counts": counts}
+@pytest.fixture
+def saved(reference):
+    return reference  # the session's trained reference (conftest)
 
 
 def forge(folder):

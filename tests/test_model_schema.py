@@ -19,13 +19,12 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 
 import pandas as pd
 import pytest
 import torch
 from conftest import sha256_file as _sha256
-from conftest import synthetic_counts, write_labelled_counts
+from conftest import synthetic_counts
 
 import deepchem_actinn as da
 from deepchem_actinn import atomic, cli
@@ -43,14 +42,9 @@ from deepchem_actinn.preprocessing import ScRNAFeaturizer
 from deepchem_actinn.validation import OptionError
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("schema")
-    _, _, counts, labels = write_labelled_counts(folder, 60, 120)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = da.train_reference(counts, labels, epochs=1)
-    return {"model": model.save(folder / "model"), "counts": counts, "labels": labels}
+@pytest.fixture
+def saved(reference):
+    return reference  # the session's trained reference (conftest)
 
 
 def digests(folder):
