@@ -740,7 +740,7 @@ class ACTINNModel(TorchModel):
                 raise ModelFileError("no checkpoint found (checkpoint*.pt)", folder)
             checkpoint = checkpoints[0]
         try:
-            data = _load_tensors(checkpoint, self.device)
+            data = model_file.load_tensors(checkpoint, self.device)
         except pickle.UnpicklingError as exc:
             raise ModelFileError("checkpoint holds Python objects, not only tensors: refused, "
                                  "since loading it could run code", checkpoint) from exc
@@ -1000,15 +1000,6 @@ def _gene_major(state: Dict[str, Any], net: ActinnClassifier) -> Dict[str, Any]:
     if isinstance(value, torch.Tensor) and value.ndim == 2:
         state = {**state, key: value.t().contiguous()}
     return state
-
-
-def _load_tensors(path: str, device: Any) -> Any:
-    """``torch.load(weights_only=True)``, quietly: its warnings are not the user's business."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.load(path, map_location=device, weights_only=True)
-
-
 
 
 def _write_json(path: str, payload: Dict[str, Any]) -> None:

@@ -518,9 +518,7 @@ def load_weights(data: bytes, folder: str) -> Dict[str, torch.Tensor]:
         raise ModelFileError(f"{WEIGHTS_FILE} holds compressed records, which torch.save never "
                              "writes (damaged or crafted)", folder)
     try:
-        with warnings.catch_warnings():  # torch's warnings are not the user's business
-            warnings.simplefilter("ignore")
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        state = load_tensors(io.BytesIO(data), "cpu")
     except pickle.UnpicklingError as exc:
         raise ModelFileError(f"{WEIGHTS_FILE} holds Python objects, not only tensors: "
                              "refused, since loading it could run code", folder) from exc
@@ -534,11 +532,20 @@ def load_weights(data: bytes, folder: str) -> Dict[str, torch.Tensor]:
         if not tensor.is_floating_point():
             raise ModelFileError(f"{WEIGHTS_FILE}: {_show(name)} holds {tensor.dtype} values, "
                                  "not floating-point weights", folder)
-        if not bool(torch.isfinite(tensor).all()):
-            raise ModelFileError(f"{WEIGHTS_FILE}: {_show(name)} holds NaN or infinite values "
-                                 "(the training that wrote it diverged, or the file was "
-                                 "tampered with)", folder)
+    bad = nonfinite_tensor(state)
+    if bad is not None:
+        raise ModelFileError(f"{WEIGHTS_FILE}: {_show(bad)} holds NaN or infinite values "
+                             "(the training that wrote it diverged, or the file was "
+                             "tampered with)", folder)
     return state
+
+
+def load_tensors(source: Any, device: Any) -> Any:
+    """``torch.load(weights_only=True)`` (tensors and plain data, never objects), quietly:
+    torch's warnings are not the user's business. Weights and checkpoints are read here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(source, map_location=device, weights_only=True)
 
 
 def nonfinite_tensor(state: Mapping[str, torch.Tensor]) -> Optional[str]:
