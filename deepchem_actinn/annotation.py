@@ -318,18 +318,6 @@ def _vote(labels: np.ndarray, groups: np.ndarray, categories: List[str]) -> np.n
     return voted
 
 
-def predict_outputs(model: ACTINNModel, X: Any) -> tuple:
-    """Probabilities and embedding of featurised cells in one pass, in batches."""
-    probs, embeddings = [], []
-    for p, _, h in model.predict_blocks(X):
-        probs.append(p)
-        embeddings.append(h)
-    n_hidden = model.settings["hidden_sizes"][-1]
-    if not probs:
-        return np.zeros((0, model.n_classes), np.float32), np.zeros((0, n_hidden), np.float32)
-    return np.concatenate(probs), np.concatenate(embeddings)
-
-
 def top_calls(model: ACTINNModel, X: Any) -> Tuple[np.ndarray, np.ndarray]:
     """Index and probability of each featurised cell's most probable class.
 
@@ -387,8 +375,8 @@ def prediction_blocks(data: Any, model: ACTINNModel, key: Optional[str] = None, 
                "cells_as_rows": cells_as_rows, "gene_ids": gene_ids}
     matrix = as_count_matrix(data, key=key, **{k: v for k, v in options.items() if v})
     features = model.featurizer.transform(matrix, sparse_output=True)  # checks the overlap
-    empty = np.asarray(features.sum(axis=1)).ravel() == 0
-    _check_empty_cells(int(empty.sum()), len(empty), matrix.source)
+    present = model.featurizer.present_genes(matrix.genes)
+    _check_empty_cells(_count_empty(features, present), features.shape[0], matrix.source)
     cells = np.asarray(matrix.cells, dtype=object)
 
     def blocks() -> Blocks:
@@ -486,6 +474,13 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
                             model.preset, source)
 
 
+def _count_empty(features: Any, present: np.ndarray) -> int:
+    """Cells with no counts over the model genes the query holds (missing genes may be
+    filled with reference means, which are not the cell's counts)."""
+    held = features if present.all() else features[:, np.flatnonzero(present)]
+    return int((np.asarray(held.sum(axis=1)).ravel() == 0).sum())
+
+
 def _check_empty_cells(n_empty: int, n_cells: int, source: str) -> None:
     if n_cells and n_empty == n_cells:
         raise InputError("every cell has zero counts over the model's genes; nothing to annotate",
@@ -504,12 +499,13 @@ def _chunk_blocks(path: str, model: ACTINNModel, chunk_cells: int,
     source = ChunkedCounts(path, layer=layer, gene_ids=gene_ids, genome=genome)
     model.featurizer.check_overlap(source.genes, source.path)
     transform = chunk_transform(model.featurizer, source.genes)
+    present = model.featurizer.present_genes(source.genes)
 
     def blocks() -> Blocks:
         n_empty = 0
         for _, counts, ids in source.chunks(chunk_cells):
             features = transform(counts)
-            n_empty += int((np.asarray(features.sum(axis=1)).ravel() == 0).sum())
+            n_empty += _count_empty(features, present)
             start = 0
             for p, _, h in model.predict_blocks(features):
                 yield ids[start:start + len(p)], p, h

@@ -346,25 +346,19 @@ class ScRNAFeaturizer:
         columns = self.input_columns(train_genes, None if joint_with is not None else
                                      restrict_to, source, columns)
         input_genes = train_genes[columns]
-        X_in = take_columns(X, columns)
-        library = np.asarray(X_in.sum(axis=1), dtype=np.float64).ravel()
-        stats_rows = [normalize_log2(take_rows(X_in, library > 0), self.target_sum,
-                                     library[library > 0])]
-        n_empty = int((library == 0).sum())
+        parts = [take_columns(X, columns)]
         if joint_with is not None:
-            other = self._align(other_X, other_genes, input_genes)
-            other_library = np.asarray(other.sum(axis=1), dtype=np.float64).ravel()
-            n_empty += int((other_library == 0).sum())
-            stats_rows.append(normalize_log2(other[other_library > 0], self.target_sum,
-                                             other_library[other_library > 0]))
+            parts.append(self._align(other_X, other_genes, input_genes))
+        # The sums the streamed and distributed fits add up, part by part (no stacked copy).
+        total, squares, n_used, n_empty = log_gene_sums(parts[0], self.target_sum)
+        for part in parts[1:]:
+            more = log_gene_sums(part, self.target_sum)
+            total, squares = total + more[0], squares + more[1]
+            n_used, n_empty = n_used + more[2], n_empty + more[3]
         if n_empty:
             warnings.warn(f"{source}: {n_empty} cells have zero counts over the model genes; "
                           "left out of the gene statistics", PreprocessingWarning, stacklevel=2)
-        L = (stats_rows[0] if len(stats_rows) == 1  # no copy of a whole atlas
-             else sp.vstack(stats_rows, format="csr") if sp.issparse(stats_rows[0])
-             else np.vstack(stats_rows))
-        total, squares = gene_sums(L)
-        return self.fit_from_sums(total, squares, L.shape[0], input_genes, source)
+        return self.fit_from_sums(total, squares, n_used, input_genes, source)
 
     def input_columns(self, genes: Names, restrict_to: Optional[Names] = None,
                       source: str = "<memory>", columns: Optional[np.ndarray] = None
@@ -441,6 +435,12 @@ class ScRNAFeaturizer:
         out[:, present] = X[:, source_cols[present]]
         return out
 
+    def present_genes(self, genes: Names) -> np.ndarray:
+        """Which model genes (``genes_``, in order) a query with these gene names holds."""
+        self._check_fitted()
+        query = {str(g).upper() for g in genes}
+        return np.array([g in query for g in self.genes_], dtype=bool)
+
     def overlap(self, genes: Names) -> GeneOverlap:
         """Count how many model genes a query with these gene names holds."""
         self._check_fitted()
@@ -448,7 +448,7 @@ class ScRNAFeaturizer:
         query = {str(g).upper() for g in genes}
         return GeneOverlap(
             n_model_genes=len(self.genes_),
-            n_found=sum(g in query for g in self.genes_),
+            n_found=int(self.present_genes(genes).sum()),
             n_input_genes=len(self.input_genes_),
             n_input_found=sum(g in query for g in self.input_genes_),
             n_query_genes=len(query),

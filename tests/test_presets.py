@@ -312,3 +312,7 @@ def test_missing_genes_take_the_reference_mean_in_the_transfer_mode(tmp_path):
     assert "set to the reference mean" in annotate(query, loaded).overlap.summary()
     actinn = train_reference(matrix, labels, preset="actinn", epochs=1, device="cpu")
     assert actinn.featurizer.missing_genes == "zero"
+    # Cells without counts stay empty cells: the filled-in means are not theirs.
+    empty = CountMatrix(np.zeros_like(query.X), query.genes, query.cells)
+    with pytest.raises(ValueError, match="every cell has zero counts over the model's genes"):
+        annotate(empty, loaded)
