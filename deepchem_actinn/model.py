@@ -104,6 +104,20 @@ PredictionBlock = Tuple[np.ndarray, np.ndarray, np.ndarray]
 _TORCH_MODEL_OPTIONS = {"model_dir", "log_frequency", "tensorboard", "wandb", "wandb_logger"}
 
 
+def refuse_unknown_keywords(names: Iterable[str], function: str) -> None:
+    """``TypeError`` naming the keywords ``ACTINNModel(**kwargs)`` does not take.
+
+    Its settings, the training options and DeepChem's own options are known;
+    ``train_reference`` asks before reading any data, the constructor on entry.
+    """
+    known = (set(ACTINN_DEFAULTS) | set(TRAINING_OPTIONS) | set(GENE_SELECTION_DEFAULTS)
+             | _TORCH_MODEL_OPTIONS | {"preset", "classes", "featurizer", "seed", "device"})
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise TypeError(f"{function}() got unexpected keyword argument"
+                        f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
+
+
 class GeneLinear(nn.Module):
     """The layer that reads the genes: ``x @ weight + bias``, ``weight`` genes x units.
 
@@ -482,12 +496,9 @@ class ACTINNModel(TorchModel):
         given = {"hidden_sizes": hidden_sizes, "learning_rate": learning_rate,
                  "decay_rate": decay_rate, "decay_steps": decay_steps, "l2": l2,
                  "batch_size": batch_size, "epochs": epochs, "input_dropout": input_dropout}
+        refuse_unknown_keywords(kwargs, "ACTINNModel")
         options = {k: kwargs.pop(k) for k in list(kwargs)
                    if k in TRAINING_OPTIONS or k in GENE_SELECTION_DEFAULTS}
-        unknown = sorted(set(kwargs) - _TORCH_MODEL_OPTIONS)
-        if unknown:
-            raise TypeError(f"ACTINNModel() got unexpected keyword argument"
-                            f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
         # A named argument left at None means "the preset's value".
         given = {k: v for k, v in given.items() if v is not None}
         if "epochs" in given and "min_steps" not in options:

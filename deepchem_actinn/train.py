@@ -48,6 +48,7 @@ from deepchem_actinn.model import (
     GENE_SELECTION_DEFAULTS,
     ACTINNModel,
     featurizer_for,
+    refuse_unknown_keywords,
 )
 from deepchem_actinn.preprocessing import PreprocessingWarning, ScRNAFeaturizer
 from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse
@@ -78,15 +79,7 @@ def split_settings(preset: str, min_gene_overlap: float, settings: Dict[str, Any
 
 def check_settings(settings: Dict[str, Any], function: str) -> None:
     """Refuse, before any data is read, a setting no model takes (a typo'd ``layr=``)."""
-    import inspect
-
-    from deepchem_actinn.model import _TORCH_MODEL_OPTIONS, TRAINING_OPTIONS
-    known = set(inspect.signature(ACTINNModel.__init__).parameters) | set(TRAINING_OPTIONS) \
-        | set(_TORCH_MODEL_OPTIONS)
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise TypeError(f"{function}() got unexpected keyword argument"
-                        f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
+    refuse_unknown_keywords(settings, function)
 
 
 def check_classes(classes: Names, labels: Optional[str], source: str) -> None:
