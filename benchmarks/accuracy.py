@@ -260,6 +260,8 @@ def run_network(task: Task, seed: int, preset: str, overrides: Dict) -> Tuple[np
 
     overrides = dict(overrides)
     calibrate = overrides.pop("calibrate", False)
+    # "no_query": train on every reference gene, as `deepchem-actinn train` without --query.
+    restrict = task.cross and not overrides.pop("no_query", False)
     train, labels = task.train, task.train_labels
     torch.manual_seed(seed)
     start = time.perf_counter()
@@ -267,7 +269,7 @@ def run_network(task: Task, seed: int, preset: str, overrides: Dict) -> Tuple[np
         dataset = da.ScRNALoader().create_dataset(train, labels)
         fit_idx, valid_idx, _ = da.StratifiedSplitter().split(dataset, 0.8, 0.2, 0.0, seed=seed)
         train, labels = _subset(train, dataset.ids[fit_idx]), labels.loc[dataset.ids[fit_idx]]
-    model = da.train_reference(train, labels, query=task.query if task.cross else None,
+    model = da.train_reference(train, labels, query=task.query if restrict else None,
                                preset=preset, seed=seed, device="cpu", **overrides)
     if calibrate:
         valid = da.ScRNALoader(classes=model.classes).create_dataset(

@@ -147,9 +147,24 @@ class GeneLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self.out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.layout == torch.strided:
-            return torch.addmm(self.bias, x, self.weight)
-        return sparse_linear(x, self.weight, self.bias)
+        return gene_product(x, self.weight, self.bias)
+
+
+def gene_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``x @ weight + bias`` for a dense or sparse batch (``weight`` genes x units)."""
+    if x.layout == torch.strided:
+        return torch.addmm(bias, x, weight)
+    return sparse_linear(x, weight, bias)
+
+
+def gene_means(x: torch.Tensor) -> torch.Tensor:
+    """Each gene's mean over a dense or sparse (CSR) batch."""
+    if x.layout == torch.strided:
+        return x.mean(dim=0)
+    if x.layout != torch.sparse_csr:
+        x = x.to_sparse_csr()
+    sums = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)
+    return sums.index_add_(0, x.col_indices(), x.values()) / x.shape[0]
 
 
 class ActinnClassifier(nn.Module):
@@ -177,6 +192,12 @@ class ActinnClassifier(nn.Module):
     linear_weight: float
         The linear head's weight in the call (the hidden layers' is
         ``1 - linear_weight``); the call is the weighted sum of their logits.
+    gene_dropout: float
+        While training, each batch hides this fraction of genes from the
+        linear head, which reads them at their batch mean, as a query
+        lacking a gene reads its reference mean; the kept genes' deviations
+        are scaled by ``1 / (1 - gene_dropout)``. Spreads the head's weight
+        over co-expressed genes, so a query missing some loses less.
 
     Returns from ``forward``: class probabilities ``(B, 1, K)`` (softmax of
     the combined logits (:meth:`combine`) divided by the calibration temperature), the logits of
@@ -198,8 +219,9 @@ class ActinnClassifier(nn.Module):
                  hidden_sizes: Sequence[int] = (100, 50, 25), input_dropout: float = 0.0,
                  generator: Optional[torch.Generator] = None,
                  dropout_seed: Optional[int] = None, linear_skip: bool = False,
-                 linear_weight: float = 0.5) -> None:
+                 linear_weight: float = 0.5, gene_dropout: float = 0.0) -> None:
         super().__init__()
+        self.gene_dropout = float(gene_dropout)
         self.dropout_seed = dropout_seed
         self._dropout_generators: Dict[str, torch.Generator] = {}
         sizes = [int(n_genes)] + [int(h) for h in hidden_sizes] + [int(n_classes)]
@@ -232,10 +254,24 @@ class ActinnClassifier(nn.Module):
             h = F.relu(layer(h))
         heads = [self.output(h)]
         if self.skip is not None:
-            heads.append(self.skip(x))
+            heads.append(self._linear_head(x))
         logits = torch.stack(heads, dim=1)  # (B, heads, K); each head trained as a classifier
         probs = F.softmax(self.combine(logits) / self.temperature, dim=-1)
         return probs.unsqueeze(1), logits, h
+
+    def _linear_head(self, x: torch.Tensor) -> torch.Tensor:
+        assert self.skip is not None
+        rate = self.gene_dropout
+        if not self.training or rate == 0.0:
+            return self.skip(x)
+        weight = self.skip.weight
+        keep = torch.rand(weight.shape[0], generator=self.dropout_generator(x.device),
+                          device=x.device) >= rate
+        scaled = weight * (keep.to(weight.dtype) / (1.0 - rate)).unsqueeze(1)
+        # x' = m + keep * (x - m) / (1 - rate) with m the batch mean, so
+        # x' @ W = x @ scaled + m @ (W - scaled).
+        shift = gene_means(x).detach() @ (weight - scaled)
+        return gene_product(x, scaled, self.skip.bias + shift)
 
     def combine(self, logits: torch.Tensor) -> torch.Tensor:
         """The logits of the call from each head's ``(B, heads, K)``: the hidden layers'
@@ -533,7 +569,8 @@ class ACTINNModel(TorchModel):
                                   settings["input_dropout"], generator=generator,
                                   dropout_seed=self.seed + 1,
                                   linear_skip=bool(settings["linear_skip"]),
-                                  linear_weight=float(settings["linear_weight"]))
+                                  linear_weight=float(settings["linear_weight"]),
+                                  gene_dropout=float(settings["gene_dropout"]))
         schedule = ExponentialDecay(float(settings["learning_rate"]),
                                     float(settings["decay_rate"]), int(settings["decay_steps"]),
                                     staircase=True)

@@ -238,7 +238,7 @@ HYPERPARAMETERS: Dict[str, Check] = {
     **{name: ranged(name) for name in (
         "learning_rate", "decay_rate", "decay_steps", "l2", "batch_size", "epochs",
         "input_dropout", "min_steps", "label_smoothing", "low_percentile", "high_percentile",
-        "linear_weight", "seed")},
+        "linear_weight", "gene_dropout", "seed")},
     "class_weight": one_of(None, "balanced"),
     "linear_skip": boolean,
     "linear_l2": lambda value: None if value is None else ranged("linear_l2")(value),

@@ -474,6 +474,8 @@ class ScRNAFeaturizer:
                 kinds = ("Ensembl ids", "gene symbols")
                 hint = (f"; the query has {kinds[0 if query_ensembl else 1]} but the model "
                         f"{kinds[0 if model_ensembl else 1]}")
+            elif report.n_found > 0:
+                hint = "; retrain restricted to the query's genes (train --query)"
             raise GeneOverlapError(
                 f"too few genes shared with the model: {report.summary()}{hint}", source)
         if report.fraction < 0.5:

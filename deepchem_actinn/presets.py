@@ -31,6 +31,7 @@ ACTINN_DEFAULTS: Dict[str, Any] = {
 #: ``linear_skip``: a second, linear head beside the hidden layers.
 #: ``linear_l2``: that head's L2 (``None``: the network's ``l2``).
 #: ``linear_weight``: that head's weight in the call (the hidden layers' is 1 - it).
+#: ``gene_dropout``: fraction of genes each batch hides from that head (read at their mean).
 TRAINING_OPTIONS: Dict[str, Any] = {
     "min_steps": 0,
     "label_smoothing": 0.0,
@@ -38,6 +39,7 @@ TRAINING_OPTIONS: Dict[str, Any] = {
     "linear_skip": False,
     "linear_l2": None,
     "linear_weight": 0.5,
+    "gene_dropout": 0.0,
 }
 
 #: ACTINN's gene selection (:class:`~deepchem_actinn.preprocessing.ScRNAFeaturizer`

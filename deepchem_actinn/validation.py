@@ -109,6 +109,7 @@ RANGES = {
     "min_overlap": _fraction(),
     "min_gene_overlap": _fraction(),
     "input_dropout": _fraction(high_open=True),
+    "gene_dropout": _fraction(high_open=True),
     "label_smoothing": _fraction(high_open=True),
     "validation_fraction": _fraction(low_open=True, high_open=True),
     "low_percentile": Range(False, 0.0, 100.0),

@@ -316,3 +316,36 @@ def test_missing_genes_take_the_reference_mean_in_the_transfer_mode(tmp_path):
     empty = CountMatrix(np.zeros_like(query.X), query.genes, query.cells)
     with pytest.raises(ValueError, match="every cell has zero counts over the model's genes"):
         annotate(empty, loaded)
+
+
+def test_gene_dropout_hides_genes_from_the_linear_head_at_their_batch_mean():
+    torch.manual_seed(0)
+    net = ActinnClassifier(12, 3, generator=torch.Generator().manual_seed(0), linear_skip=True,
+                           dropout_seed=7, gene_dropout=0.5)
+    with torch.no_grad():
+        net.skip.weight.normal_()
+        net.skip.bias.normal_()
+    x = torch.rand(6, 12) * (torch.rand(6, 12) > 0.4)
+    eval_logits = net.eval()(x)[1]
+    torch.testing.assert_close(eval_logits[:, 1], net.skip(x))  # predictions see every gene
+    net.train()
+    logits = net(x)[1][:, 1]
+    # The same draw by hand: hidden genes read their batch mean, kept ones scaled deviations.
+    replay = torch.Generator().manual_seed(7)
+    keep = (torch.rand(12, generator=replay) >= 0.5).float()
+    mean = x.mean(dim=0)
+    shown = mean + keep * (x - mean) / 0.5
+    torch.testing.assert_close(logits, shown @ net.skip.weight + net.skip.bias)
+    assert 0 < keep.sum() < 12
+    # A sparse batch draws the same genes and gives the same logits.
+    twin = ActinnClassifier(12, 3, linear_skip=True, dropout_seed=7, gene_dropout=0.5)
+    twin.load_state_dict(net.state_dict())
+    torch.testing.assert_close(twin.train()(x.to_sparse_csr())[1][:, 1], logits)
+
+
+def test_gene_dropout_is_a_recorded_checked_setting():
+    model = ACTINNModel(8, 3, linear_skip=True, gene_dropout=0.3)
+    assert model.model.gene_dropout == 0.3 and model.settings["gene_dropout"] == 0.3
+    assert ACTINNModel(8, 3).settings["gene_dropout"] == 0.0  # ACTINN: off
+    with pytest.raises(ValueError, match="gene_dropout"):
+        ACTINNModel(8, 3, linear_skip=True, gene_dropout=1.0)
