@@ -106,24 +106,6 @@ def atomic_output(path: str) -> Any:
 # ---------------------------------------------------------------------------
 
 
-def _progress_callback(total_steps: Optional[int], quiet: bool) -> List[Callable]:
-    """A tqdm bar advanced by fit() after each step (``None``: total unknown)."""
-    if quiet:
-        return []
-    from tqdm.auto import tqdm
-    bar = tqdm(total=total_steps, desc="training", unit="step", file=sys.stderr,
-               mininterval=0.5, leave=True)
-
-    def advance(model: Any, step: int) -> None:
-        bar.update(1)
-        if step % 50 == 0:
-            bar.set_postfix(lr=f"{model.current_learning_rate():.2e}", refresh=False)
-        if total_steps is not None and bar.n >= total_steps:
-            bar.close()
-
-    return [advance]
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     _import_quietly()
     from deepchem_actinn.tuning import reuse_freed_memory
@@ -164,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{PROG}: {len(features)} cells, {len(featurizer.genes_)} genes kept of "
           f"{len(featurizer.input_genes_)}, {model.n_classes} types, {model.epochs} epochs "
           f"({training.steps} steps)", file=sys.stderr)
-    training.fit(_progress_callback(training.steps, args.quiet))
+    training.fit(progress=not args.quiet)
     # Block by block: one class per cell (30k x 30k) must not need a cells x classes matrix.
     train_acc = float((top_calls(model, features.X)[0] == features.y.ravel()).mean())
     model.save(args.model_dir)
@@ -237,8 +219,8 @@ def _train_out_of_core(args: argparse.Namespace, labels: Any) -> int:
           f"({CHUNK_CELLS} at a time; shards in {work})", file=sys.stderr)
     try:
         model = prepare_out_of_core(source, labels, work, query=query,
-                                    **_training_options(args)
-                                    ).fit(_progress_callback(None, args.quiet))
+                                    progress=not args.quiet, **_training_options(args)
+                                    ).fit(progress=not args.quiet)
         model.save(args.model_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # shards are as large as the data
@@ -604,7 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="smallest fraction of model genes a query must hold (default 0.1)")
     train.add_argument("--device", default="auto", type=_device,
                        help="auto (default), cpu or cuda")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--quiet", action="store_true",
+                       help="no progress bars (by default on stderr: each pass of "
+                            "--out-of-core over the file, then epochs with loss, validation "
+                            "accuracy and ETA)")
     train.add_argument("--checkpoint-dir", metavar="DIR",
                        help="write a checkpoint here after every epoch (for --resume)")
     train.add_argument("--resume", action="store_true",

@@ -410,12 +410,21 @@ class _DivergenceGuard:
     """Wraps the loss to see each step's value; ``check`` (a fit callback) raises on NaN/inf.
 
     Values are inspected every ``every`` steps, so a GPU is not synchronised
-    at each step.
+    at each step. Their sum and number are kept for :meth:`totals` (progress
+    bars show the mean loss from them, without a second forward pass).
     """
 
     def __init__(self, loss: Callable, every: int) -> None:
         self.loss, self.every = loss, every
         self.pending: List[torch.Tensor] = []
+        self.total, self.count = 0.0, 0  # the checked values
+
+    def totals(self) -> Tuple[float, int]:
+        """Sum and number of the batch losses so far (reading pending ones syncs a GPU)."""
+        if not self.pending:
+            return self.total, self.count
+        pending = float(torch.stack(self.pending).double().sum())
+        return self.total + pending, self.count + len(self.pending)
 
     def __call__(self, *args: Any) -> torch.Tensor:
         value = self.loss(*args)
@@ -435,6 +444,8 @@ class _DivergenceGuard:
             rate = _schedule_value(model.optimizer.learning_rate, 0)
             raise TrainingError(f"training diverged: loss became {shown} at step {at}; try a "
                                 f"lower --learning-rate (this run: {rate:g})")
+        self.total += float(values.double().sum())
+        self.count += len(values)
 
 
 RAW_COUNT_ROW_SUM = 100  # median cell total above which integer data are counts, not 0/1 flags
@@ -592,6 +603,7 @@ class ACTINNModel(TorchModel):
             **kwargs)
         self._shuffle_rng = np.random.default_rng(self.seed)
         self._class_weights: Optional[np.ndarray] = None  # set by fit with class_weight
+        self._guard: Optional[_DivergenceGuard] = None  # the running (or last) fit's
         # The directory load() read, recorded by annotate/to_adata for provenance.
         self.loaded_from: Optional[str] = None
 
@@ -709,12 +721,20 @@ class ACTINNModel(TorchModel):
         """
         guard = _DivergenceGuard(self._loss_fn if loss is None else loss,
                                  every=1 if self.device.type == "cpu" else 32)
+        self._guard = guard
         callbacks = [callbacks] if callable(callbacks) else list(callbacks)
         result = super().fit_generator(generator, max_checkpoints_to_keep, checkpoint_interval,
                                        restore, variables, guard, [guard.check, *callbacks],
                                        all_losses)
         guard.check(self, self._global_step, final=True)
         return result
+
+    def batch_loss_totals(self) -> Tuple[float, int]:
+        """Sum and number of the batch losses DeepChem computed in the running (or last) fit.
+
+        What progress bars average: the training loss at no extra forward pass.
+        """
+        return (0.0, 0) if self._guard is None else self._guard.totals()
 
     def steps_per_epoch(self, n_cells: int) -> int:
         return int(math.ceil(n_cells / self.batch_size))

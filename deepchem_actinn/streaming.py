@@ -18,7 +18,8 @@ Training (:func:`fit_on_shards`, or ``model.fit(shards)``) then shuffles
 twice every epoch: a fresh random order of shards, and a fresh permutation
 of the cells of each window of ``buffer_shards`` shards. Peak memory is one
 window, whatever the number of cells. :func:`deepchem_actinn.train.train_streaming`
-runs the whole pipeline; :func:`deepchem_actinn.annotation.predict_streaming` annotates a
+runs the whole pipeline (``progress``: a bar of the file's cells for each pass, then
+one of epochs); :func:`deepchem_actinn.annotation.predict_streaming` annotates a
 file chunk by chunk.
 
 Command line::
@@ -62,6 +63,7 @@ from deepchem_actinn.io import (
     tenx_v2_genome,
 )
 from deepchem_actinn.preprocessing import ScRNAFeaturizer, log_gene_sums
+from deepchem_actinn.progress import Progress, pass_bar
 from deepchem_actinn.quiet import deepchem_messages_hidden
 from deepchem_actinn.sparse import SparseCellDataset, to_torch_csr
 
@@ -228,16 +230,19 @@ class ChunkedCounts:
             X = X[:, self.columns]
         return check_counts(X, self.path)
 
-    def chunks(self, chunk_cells: int = CHUNK_CELLS
-               ) -> Iterator[Tuple[int, sp.csr_matrix, np.ndarray]]:
+    def chunks(self, chunk_cells: int = CHUNK_CELLS, progress: Progress = False,
+               desc: str = "reading") -> Iterator[Tuple[int, sp.csr_matrix, np.ndarray]]:
         """``(start, counts, ids)`` for consecutive chunks of ``chunk_cells`` cells.
 
         With a ``part``, each chunk holds only that part's cells of the range.
+        ``progress`` draws a bar named ``desc`` over the file's cells
+        (:mod:`deepchem_actinn.progress`), advanced as each chunk is done with.
         """
         import h5py
 
         rank, world = self.part
-        with h5py.File(self.path, "r") as handle:
+        with h5py.File(self.path, "r") as handle, \
+                pass_bar(self.n_cells, desc, progress=progress) as shown:
             for start in range(0, self.n_cells, chunk_cells):
                 stop = min(start + chunk_cells, self.n_cells)
                 ids = self._ids(handle, start, stop)
@@ -246,6 +251,7 @@ class ChunkedCounts:
                     rows = rank_rows(stop - start, start, rank, world)
                     X, ids = X[rows], ids[rows]
                 yield start, X, ids
+                shown.update(stop - start)  # a part reads the whole range too
 
 
 def rank_rows(n: int, start: int, rank: int, world: int) -> np.ndarray:
@@ -292,7 +298,8 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
                              restrict_to: Optional[Sequence[str]] = None,
                              featurizer: Optional[ScRNAFeaturizer] = None,
                              chunk_cells: int = CHUNK_CELLS,
-                             reduce: Optional[Callable[[np.ndarray], np.ndarray]] = None
+                             reduce: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                             progress: Progress = False
                              ) -> Tuple[ScRNAFeaturizer, StreamStatistics]:
     """Pass 1: fit ACTINN's gene filters from per-gene sums, one chunk at a time.
 
@@ -300,6 +307,7 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
     joined to their labels first). Cells with zero counts are left out.
     ``reduce`` sums ``[totals, squares, n_used, n_empty]`` over the processes of a
     distributed run (each having read its own part), so all fit the same genes.
+    ``progress``: a bar of the file's cells ("gene statistics").
 
     Returns
     -------
@@ -316,7 +324,7 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
     squares = np.zeros(len(columns), np.float64)
     n_used = n_unlabelled = n_empty = 0
     classes: set = set()
-    for _, X, ids in counts.chunks(chunk_cells):
+    for _, X, ids in counts.chunks(chunk_cells, progress, "gene statistics"):
         if lookup is not None:
             names = lookup.reindex(ids)
             known = names.notna().to_numpy()
@@ -351,12 +359,14 @@ def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
 def write_shards(source: Union[PathLike, ChunkedCounts], featurizer: ScRNAFeaturizer,
                  directory: PathLike, labels: Optional[Union[PathLike, pd.Series]] = None, *,
                  classes: Optional[Sequence[str]] = None, shard_cells: int = SHARD_CELLS,
-                 chunk_cells: int = CHUNK_CELLS, seed: int = 0) -> ShardedCellDataset:
+                 chunk_cells: int = CHUNK_CELLS, seed: int = 0,
+                 progress: Progress = False) -> ShardedCellDataset:
     """Pass 2: featurise every chunk and scatter its cells over random shards.
 
     With ``labels``, only labelled cells with non-zero counts are written
     (``y`` indexes ``classes``, default the sorted label names); without,
-    every cell is written (for prediction).
+    every cell is written (for prediction). ``progress``: a bar of the
+    file's cells ("featurizing").
     """
     import h5py
 
@@ -387,7 +397,7 @@ def write_shards(source: Union[PathLike, ChunkedCounts], featurizer: ScRNAFeatur
             g.create_dataset("ids", (0,), h5py.string_dtype(), maxshape=(None,),
                              chunks=(1 << 12,))
             groups.append(g)
-        for _, X, ids in counts.chunks(chunk_cells):
+        for _, X, ids in counts.chunks(chunk_cells, progress, "featurizing"):
             y = np.full(len(ids), -1, np.int64)
             if lookup is not None:
                 names = lookup.reindex(ids)

@@ -9,8 +9,9 @@ Every path takes the same steps with the same meaning of every option:
    featurizer: the preset's gene selection, overrides, ``min_gene_overlap``),
    restricted to a query's genes or fitted jointly with it;
 3. hold out a stratified validation split (in memory only);
-4. build the model (:func:`build_model`) and fit it, with callbacks and
-   per-epoch checkpoints.
+4. build the model (:func:`build_model`) and fit it, with callbacks,
+   per-epoch checkpoints and a progress bar of epochs (``progress``;
+   :mod:`deepchem_actinn.progress`, as are the out-of-core passes' bars).
 
 :func:`prepare` does 1-4 for cells held in memory, :func:`prepare_out_of_core`
 for a 10x HDF5 / ``.h5ad`` file streamed into shards (its statistics and
@@ -51,6 +52,7 @@ from deepchem_actinn.model import (
     refuse_unknown_keywords,
 )
 from deepchem_actinn.preprocessing import PreprocessingWarning, ScRNAFeaturizer
+from deepchem_actinn.progress import Progress, TrainingProgress
 from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse
 from deepchem_actinn.validation import check_training_classes
 
@@ -177,7 +179,7 @@ class Training:
     data: the featurised training cells (in memory, or shards on disk).
     valid: the featurised held-out cells of ``validation_fraction``, or ``None``.
     epochs: epochs :meth:`fit` runs (fewer than the model's after ``resume``).
-    steps: optimizer steps :meth:`fit` takes (``None``: unknown before, for shards).
+    steps: optimizer steps :meth:`fit` takes in memory (``None``: training from shards).
     history: the per-epoch recorder (with ``history=True`` or a validation split).
     checkpoints: write a checkpoint at the end of every epoch (``checkpoint_dir``).
     """
@@ -190,19 +192,34 @@ class Training:
     history: Optional[Any] = None
     checkpoints: bool = False
 
-    def fit(self, callbacks: Callbacks = []) -> ACTINNModel:
-        """Train; ``callbacks`` (DeepChem ``fit`` callbacks) run after every step."""
+    def fit(self, callbacks: Callbacks = [], progress: Progress = None) -> ACTINNModel:
+        """Train; ``callbacks`` (DeepChem ``fit`` callbacks) run after every step.
+
+        ``progress``: a bar of epochs with the running mean loss, the
+        validation accuracy (with ``valid``) and an ETA, on stderr
+        (:mod:`deepchem_actinn.progress`; ``None``: only when interactive).
+        """
         steps = list(callbacks) if isinstance(callbacks, list) else [callbacks]
+        per_epoch = self.model.steps_per_epoch(len(self.data))
         if self.history is not None:
             steps.append(self.history)
         if self.checkpoints:
-            steps.append(_epoch_checkpoints(self.model.steps_per_epoch(len(self.data))))
-        if self.steps is None:  # shards: batches stream from disk
-            from deepchem_actinn.streaming import fit_on_shards
-            fit_on_shards(self.model, self.data, callbacks=steps, checkpoint_interval=0)
-        else:
-            self.model.fit(self.data, nb_epoch=self.epochs, callbacks=steps,
-                           checkpoint_interval=0)
+            steps.append(_epoch_checkpoints(per_epoch))
+        # Registered last, so an epoch's score is in the history at its end. A resumed
+        # model's steps count on (an unbuilt one has no _global_step yet).
+        done = getattr(self.model, "_global_step", 0)
+        bar = TrainingProgress(self.epochs, per_epoch, first_step=done, history=self.history,
+                               progress=progress)
+        try:
+            if self.steps is None:  # shards: batches stream from disk
+                from deepchem_actinn.streaming import fit_on_shards
+                fit_on_shards(self.model, self.data, nb_epoch=self.epochs,
+                              callbacks=[*steps, bar], checkpoint_interval=0)
+            else:
+                self.model.fit(self.data, nb_epoch=self.epochs, callbacks=[*steps, bar],
+                               checkpoint_interval=0)
+        finally:
+            bar.close()  # also when interrupted: the line ends where training stopped
         return self.model
 
 
@@ -286,7 +303,8 @@ def train_reference(counts: Any, labels: Union[PathLike, pd.Series], *, query: A
                     gene_column: Optional[str] = None,
                     seed: int = 0, callbacks: Callbacks = [],
                     device: Optional[Union[str, torch.device]] = None, sparse: bool = True,
-                    min_gene_overlap: float = 0.1, **model_kwargs: Any) -> ACTINNModel:
+                    min_gene_overlap: float = 0.1, progress: Progress = None,
+                    **model_kwargs: Any) -> ACTINNModel:
     """Train an ACTINN reference from counts and labels in one call.
 
     Parameters
@@ -322,6 +340,11 @@ def train_reference(counts: Any, labels: Union[PathLike, pd.Series], *, query: A
         model as dense arrays (``False``) up to float rounding.
     min_gene_overlap: float
         Smallest fraction of the model's genes a query must hold (0.1).
+    progress: bool, optional
+        A progress bar on stderr: epoch ``i/N``, the running mean training
+        loss and an ETA. ``None`` (default): shown only when interactive
+        (stderr a terminal, or a Jupyter kernel); ``True`` / ``False``
+        force it (:mod:`deepchem_actinn.progress`).
     **model_kwargs:
         Settings that override the preset's: :class:`ACTINNModel`'s
         (``epochs``, ``batch_size``, ``learning_rate``, ...) and the gene
@@ -346,7 +369,7 @@ def train_reference(counts: Any, labels: Union[PathLike, pd.Series], *, query: A
     return prepare(counts, labels, query=query, joint=joint, preset=preset, key=key,
                    layer=layer, gene_column=gene_column, seed=seed,
                    device=device, sparse=sparse, min_gene_overlap=min_gene_overlap,
-                   **model_kwargs).fit(callbacks)
+                   **model_kwargs).fit(callbacks, progress)
 
 
 # -- out of core --------------------------------------------------------------------------
@@ -358,13 +381,14 @@ def prepare_out_of_core(counts: Any, labels: Union[PathLike, pd.Series], work_di
                         min_gene_overlap: float = 0.1, chunk_cells: Optional[int] = None,
                         shard_cells: Optional[int] = None, buffer_shards: int = 4,
                         restrict_to: Optional[Sequence[str]] = None,
-                        **settings: Any) -> Training:
+                        progress: Progress = None, **settings: Any) -> Training:
     """The pipeline for a 10x HDF5 / CSR ``.h5ad`` file streamed chunk by chunk.
 
     ``counts`` is a path or a :class:`~deepchem_actinn.streaming.ChunkedCounts`;
     ``query`` (or its genes, ``restrict_to``) restricts the genes as in
     memory. Pass 1 fits the featurizer from per-gene sums, pass 2 writes
-    featurised shards to ``work_dir``; ``.fit()`` trains from them.
+    featurised shards to ``work_dir``, each with a bar of the file's cells
+    (``progress``, as in :func:`train_reference`); ``.fit()`` trains from them.
     """
     from deepchem_actinn.streaming import (
         CHUNK_CELLS,
@@ -382,12 +406,13 @@ def prepare_out_of_core(counts: Any, labels: Union[PathLike, pd.Series], work_di
         restrict_to = gene_list(query)
     featurizer, stats = fit_featurizer_streaming(
         source, labels, restrict_to=restrict_to, featurizer=featurizer,
-        chunk_cells=chunk_cells or CHUNK_CELLS)
+        chunk_cells=chunk_cells or CHUNK_CELLS, progress=progress)
     check_classes(list(stats.classes), _labels_source(labels), source.path)
     warn_dropped(stats.n_empty, source.path)
     shards = write_shards(source, featurizer, work_dir, labels, classes=list(stats.classes),
                           shard_cells=shard_cells or SHARD_CELLS,
-                          chunk_cells=chunk_cells or CHUNK_CELLS, seed=seed)
+                          chunk_cells=chunk_cells or CHUNK_CELLS, seed=seed,
+                          progress=progress)
     shards.buffer_shards = max(1, int(buffer_shards))
     model = build_model(featurizer, stats.classes, preset=preset, seed=seed, device=device,
                         **settings)
@@ -400,15 +425,17 @@ def train_streaming(counts: Any, labels: Union[PathLike, pd.Series], work_dir: P
                     chunk_cells: Optional[int] = None, shard_cells: Optional[int] = None,
                     buffer_shards: int = 4, restrict_to: Optional[Sequence[str]] = None,
                     min_gene_overlap: float = 0.1, callbacks: Callbacks = [],
-                    **model_kwargs: Any) -> ACTINNModel:
+                    progress: Progress = None, **model_kwargs: Any) -> ACTINNModel:
     """:func:`train_reference` for files of any size: both streaming passes, then training.
 
     ``work_dir`` receives the shards (delete it afterwards); the returned
     model saves like any other (``model.save(dir)``). ``callbacks`` are
-    DeepChem ``fit`` callbacks, called after every step.
+    DeepChem ``fit`` callbacks, called after every step. ``progress`` (as in
+    :func:`train_reference`) gives each pass over the file a bar of its
+    cells, and training its bar of epochs.
     """
     return prepare_out_of_core(counts, labels, work_dir, preset=preset, seed=seed,
                                device=device, chunk_cells=chunk_cells, shard_cells=shard_cells,
                                buffer_shards=buffer_shards, restrict_to=restrict_to,
-                               min_gene_overlap=min_gene_overlap,
-                               **model_kwargs).fit(callbacks)
+                               min_gene_overlap=min_gene_overlap, progress=progress,
+                               **model_kwargs).fit(callbacks, progress)

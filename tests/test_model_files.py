@@ -24,6 +24,7 @@ import deepchem_actinn as da
 from deepchem_actinn import cli
 from deepchem_actinn.errors import ModelFileError
 from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, ACTINNModel, _metadata_digest
+from deepchem_actinn.train import Training
 
 
 class Payload:
@@ -217,15 +218,18 @@ def test_cli_resume_after_an_interrupted_run(saved, tmp_path, capsys, monkeypatc
               "--batch-size", "16", "--learning-rate", "1e-3", "--quiet"]  # 4 steps per epoch
     assert cli.main(common + ["--model-dir", os.fspath(tmp_path / "unbroken")]) == 0
 
-    def stop_at_step_10(total_steps, quiet):
-        def callback(model, step):
-            if model.get_global_step() >= 10:
-                raise KeyboardInterrupt
-        return [callback]
+    def stop_at_step_10(model, step):
+        if model.get_global_step() >= 10:
+            raise KeyboardInterrupt
+
+    unpatched = Training.fit
+
+    def fit(training, callbacks=[], progress=None):  # what cmd_train calls, interrupted
+        return unpatched(training, [stop_at_step_10], progress)
 
     checkpoints = os.fspath(tmp_path / "checkpoints")
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "_progress_callback", stop_at_step_10)
+        patch.setattr(Training, "fit", fit)
         code = cli.main(common + ["--model-dir", os.fspath(tmp_path / "broken"),
                                   "--checkpoint-dir", checkpoints])
     assert code == 130 and not (tmp_path / "broken").exists()
