@@ -416,7 +416,8 @@ def prepare_out_of_core(counts: Any, labels: Union[PathLike, pd.Series], work_di
     shards.buffer_shards = max(1, int(buffer_shards))
     model = build_model(featurizer, stats.classes, preset=preset, seed=seed, device=device,
                         **settings)
-    return Training(model, shards, epochs=model.epochs)
+    # The preset's step floor (min_steps) counts here as in memory and distributed.
+    return Training(model, shards, epochs=model.epochs_for(len(shards)))
 
 
 def train_streaming(counts: Any, labels: Union[PathLike, pd.Series], work_dir: PathLike,

@@ -90,6 +90,20 @@ def test_python_paths_save_the_same_settings(reference, tmp_path, monkeypatch):
     assert saved_settings(distributed) == expected
 
 
+def test_every_path_trains_the_same_number_of_steps(reference, tmp_path, monkeypatch):
+    # One epoch of 4 steps asked for, raised by min_steps=10 to 3 epochs (12 steps) everywhere.
+    options = {"epochs": 1, "min_steps": 10, "batch_size": 64, "preset": "transfer"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        in_memory = train_reference(reference["counts"], reference["labels"], device="cpu",
+                                    **options)
+        out_of_core = train_streaming(reference["counts"], reference["labels"],
+                                      tmp_path / "shards", device="cpu", **options)
+    assert in_memory.steps_per_epoch(200) == 4
+    assert in_memory._global_step == 12
+    assert out_of_core._global_step == 12
+
+
 def test_command_lines_save_the_same_settings(reference, tmp_path, monkeypatch):
     argv = ["--train-set", reference["counts"], "--train-labels", reference["labels"],
             "--preset", OPTIONS["preset"], "--epochs", str(OPTIONS["epochs"]),
