@@ -473,6 +473,14 @@ def _raw_counts_summary(dataset: Any, rows: int = 1000) -> str:
     return f"non-negative integers, a median of {median:,.0f} per cell"
 
 
+def _record_gene_selection(settings: Dict[str, Any], featurizer: ScRNAFeaturizer) -> None:
+    """Put the gene selection a featurizer actually used in a model's settings (saved with it)."""
+    settings.update(low_percentile=featurizer.low_percentile,
+                    high_percentile=featurizer.high_percentile,
+                    exclude_genes=featurizer.exclude_genes,
+                    missing_genes=featurizer.missing_genes)
+
+
 class ACTINNModel(TorchModel):
     """ACTINN cell-type classifier for DeepChem.
 
@@ -551,11 +559,8 @@ class ACTINNModel(TorchModel):
         if "epochs" in given and "min_steps" not in options:
             options["min_steps"] = 0  # epochs asked for are the training length, not a floor
         settings = preset_settings(preset, **given, **options)
-        if featurizer is not None:  # record the gene selection actually used
-            settings.update(low_percentile=featurizer.low_percentile,
-                            high_percentile=featurizer.high_percentile,
-                            exclude_genes=featurizer.exclude_genes,
-                            missing_genes=featurizer.missing_genes)
+        if featurizer is not None:
+            _record_gene_selection(settings, featurizer)
         if settings["class_weight"] not in (None, "balanced"):
             raise ValueError(f"class_weight must be None or 'balanced', got "
                              f"{settings['class_weight']!r}")
@@ -570,6 +575,7 @@ class ACTINNModel(TorchModel):
             raise ValueError(f"{len(classes)} class names for n_classes={n_classes}")
         self.classes = np.asarray(classes if classes is not None else
                                   [str(i) for i in range(self.n_classes)], dtype=object)
+        self._classes_given = classes is not None  # restore() may then take a checkpoint's
         if featurizer is not None and featurizer.genes_ is not None \
                 and len(featurizer.genes_) != self.n_genes:
             raise ValueError(f"featurizer keeps {len(featurizer.genes_)} genes but "
@@ -641,8 +647,13 @@ class ACTINNModel(TorchModel):
         """
         X = getattr(dataset, "X", None)
         if X is None or not hasattr(X, "shape") or isinstance(dataset, dc.data.DiskDataset):
-            yield from super().default_generator(dataset, epochs, mode, deterministic,
-                                                 pad_batches=False)
+            for inputs, labels, weights in super().default_generator(
+                    dataset, epochs, mode, deterministic, pad_batches=False):
+                y_b = labels[0] if labels else None
+                w_b = weights[0] if weights else None
+                if y_b is not None and len(y_b):
+                    y_b, w_b = self._batch_labels(np.asarray(y_b).reshape(-1, 1), w_b, mode)
+                yield inputs, [y_b], [w_b]
             return
         n = X.shape[0]
         y, w = dataset.y, dataset.w
@@ -663,13 +674,19 @@ class ACTINNModel(TorchModel):
                 w_b = None if w is None or len(w) == 0 else np.asarray(w[index],
                                                                         dtype=np.float32)
                 if y_b is not None:
-                    y_b = y_b.astype(np.int64)
-                    w_b = np.ones((len(y_b), 1), np.float32) if w_b is None else w_b
-                    w_b = w_b.reshape(len(y_b), -1) * (y_b >= 0)  # unknown types weigh 0
-                    y_b = np.maximum(y_b, 0)
-                    if self._class_weights is not None and mode == "fit":
-                        w_b = w_b * self._class_weights[y_b].astype(np.float32)
+                    y_b, w_b = self._batch_labels(y_b, w_b, mode)
                 yield ([X_b], [y_b], [w_b])
+
+    def _batch_labels(self, y_b: np.ndarray, w_b: Optional[np.ndarray], mode: str
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+        """Class indices and weights of a batch: unknown types (-1) weigh 0, class weights."""
+        y_b = y_b.astype(np.int64)
+        w_b = np.ones((len(y_b), 1), np.float32) if w_b is None else np.asarray(w_b, np.float32)
+        w_b = w_b.reshape(len(y_b), -1) * (y_b >= 0)
+        y_b = np.maximum(y_b, 0)
+        if self._class_weights is not None and mode == "fit":
+            w_b = w_b * self._class_weights[y_b].astype(np.float32)
+        return y_b, w_b
 
     def fit(self, dataset: dc.data.Dataset, nb_epoch: Optional[int] = None,  # type: ignore[override]
             max_checkpoints_to_keep: int = 5, checkpoint_interval: int = 1000,
@@ -755,13 +772,15 @@ class ACTINNModel(TorchModel):
 
     def save_checkpoint(self, max_checkpoints_to_keep: int = 5,
                         model_dir: Optional[str] = None) -> None:
-        """DeepChem's checkpoint plus the batch-shuffling state.
+        """DeepChem's checkpoint plus the batch-shuffling state, the featurizer and classes.
 
         With the shuffling state, a run resumed from the checkpoint written at
         the end of :meth:`fit` sees the batches an uninterrupted run would, so
-        it ends with the same weights. The file is a ``torch.save`` dict of
-        tensors and plain values (the state as a JSON string), readable with
-        ``weights_only=True``.
+        it ends with the same weights. The fitted featurizer
+        (:meth:`ScRNAFeaturizer.to_dict`) and the class names let a model built
+        with only its sizes annotate after :meth:`restore`. The file is a
+        ``torch.save`` dict of tensors and plain values (states as JSON
+        strings), readable with ``weights_only=True``.
         """
         if max_checkpoints_to_keep == 0:
             return
@@ -774,6 +793,10 @@ class ACTINNModel(TorchModel):
             "global_step": self._global_step,
             "shuffle_rng_state": json.dumps(self._shuffle_rng.bit_generator.state),
         }
+        if self._classes_given:  # default names ("0", "1", ...) would contradict real ones
+            data["classes"] = json.dumps([str(c) for c in self.classes])
+        if self.featurizer is not None and self.featurizer.genes_ is not None:
+            data["featurizer"] = json.dumps(self.featurizer.to_dict())
         dropout_rng = self.model.dropout_generator(self.device)
         if dropout_rng is not None:
             data["dropout_rng_state"] = dropout_rng.get_state()
@@ -795,8 +818,13 @@ class ACTINNModel(TorchModel):
 
         DeepChem's checkpoints do not save the scheduler, so without this a
         resumed run would restart the decay from step 0. The batch-shuffling
-        state is restored too when the checkpoint has it. The file is read
-        with ``torch.load(weights_only=True)``: nothing is unpickled.
+        state is restored too when the checkpoint has it, and so are the
+        featurizer and the class names (:meth:`save_checkpoint`) when this
+        model has none: ``ACTINNModel(n_genes, n_classes, model_dir=...)``
+        then ``restore()`` gives a model ``annotate`` can use. A checkpoint
+        whose genes or classes differ from this model's is refused. The file
+        is read with ``torch.load(weights_only=True)``: nothing is unpickled,
+        and its featurizer and classes are checked as a model file's are.
         """
         self._ensure_built()
         if checkpoint is None:
@@ -815,6 +843,9 @@ class ACTINNModel(TorchModel):
         except Exception as exc:
             raise ModelFileError(f"cannot read checkpoint ({type(exc).__name__})",
                                  checkpoint) from exc
+        if not isinstance(data, dict):
+            raise ModelFileError("checkpoint is not a dict of states", checkpoint)
+        featurizer, classes = self._checkpoint_names(data, checkpoint)
         try:
             self.model.load_state_dict(data["model_state_dict"], strict=bool(strict))
             self._pytorch_optimizer.load_state_dict(data["optimizer_state_dict"])
@@ -829,7 +860,34 @@ class ACTINNModel(TorchModel):
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelFileError(f"checkpoint does not fit this model ({type(exc).__name__}: "
                                  f"{str(exc)[:200]})", checkpoint) from exc
+        if featurizer is not None:
+            self.featurizer = featurizer
+            _record_gene_selection(self.settings, featurizer)
+        if classes is not None:
+            self.classes, self._classes_given = np.asarray(classes, dtype=object), True
         self._sync_schedule()
+
+    def _checkpoint_names(self, data: Dict[str, Any], checkpoint: str
+                          ) -> Tuple[Optional[ScRNAFeaturizer], Optional[List[str]]]:
+        """The featurizer and classes of a checkpoint this model lacks (checked before any
+        state changes); ModelFileError when they contradict the ones it has."""
+        state, classes = model_file.checkpoint_names(data, self.n_genes, self.n_classes,
+                                                     checkpoint)
+        featurizer = None
+        if state is not None:
+            mine = self.genes
+            if mine is None:
+                featurizer = ScRNAFeaturizer.from_dict(state)
+            elif list(mine) != state["genes"]:
+                raise ModelFileError("checkpoint does not fit this model (it was trained on "
+                                     "other genes than this model's featurizer keeps)",
+                                     checkpoint)
+        if classes is not None and self._classes_given:
+            if [str(c) for c in self.classes] != classes:
+                raise ModelFileError("checkpoint does not fit this model (other class names: "
+                                     f"{', '.join(classes[:3])}...)", checkpoint)
+            classes = None
+        return featurizer, classes
 
     def _sync_schedule(self) -> None:
         schedule = self.optimizer.learning_rate
@@ -921,6 +979,13 @@ class ACTINNModel(TorchModel):
                 # Logits: the heads combined, as the call combines them (DDP wraps the net).
                 net = cast(ActinnClassifier, getattr(module, "module", module))
                 yield (p[:, 0, :].cpu().numpy(), net.combine(z).cpu().numpy(), h.cpu().numpy())
+
+    def predict_on_batch(self, X: Any, transformers: List = []) -> Any:
+        """DeepChem's ``predict_on_batch`` (probabilities ``(B, 1, n_classes)``), also for a
+        scipy sparse batch, densified: the same numbers as the dense batch."""
+        if sp.issparse(X):
+            X = X.toarray()
+        return super().predict_on_batch(np.asarray(X, dtype=np.float32), transformers)
 
     def predict_proba(self, dataset: Any) -> np.ndarray:
         """Class probabilities, shape ``(n_cells, n_classes)`` (:meth:`predict_blocks`)."""

@@ -361,18 +361,60 @@ def validate_metadata(meta: Any, folder: str) -> Dict[str, Any]:
                              folder)
     if len(checked["classes"]) != checked["n_classes"]:
         raise fail("class list does not match n_classes")
-    featurizer = checked["featurizer"]
-    if len(featurizer["genes"]) != checked["n_genes"]:
-        raise fail("gene list does not match n_genes")
-    if "gene_means" in featurizer and len(featurizer["gene_means"]) != checked["n_genes"]:
-        raise fail("featurizer gene_means do not match n_genes")
-    if featurizer["low_percentile"] > featurizer["high_percentile"]:
-        raise fail("featurizer low_percentile is above its high_percentile")
+    problem = featurizer_problem(checked["featurizer"], checked["n_genes"])
+    if problem:
+        raise fail(problem)
     declared = declared_parameters(checked)
     if declared > MAX_PARAMETERS:
         raise fail(f"declares a network of {declared:,} parameters, more than the "
                    f"{MAX_PARAMETERS:,} a model may have")
     return checked
+
+
+def featurizer_problem(featurizer: Mapping[str, Any], n_genes: int) -> Optional[str]:
+    """What makes a schema-checked featurizer state inconsistent with ``n_genes``, or ``None``."""
+    if len(featurizer["genes"]) != n_genes:
+        return "gene list does not match n_genes"
+    if "gene_means" in featurizer and len(featurizer["gene_means"]) != n_genes:
+        return "featurizer gene_means do not match n_genes"
+    if featurizer["low_percentile"] > featurizer["high_percentile"]:
+        return "featurizer low_percentile is above its high_percentile"
+    if not set(featurizer["genes"]) <= set(featurizer["input_genes"]):
+        return "featurizer genes are not a subset of its input genes"
+    return None
+
+
+def checkpoint_names(data: Mapping[str, Any], n_genes: int, n_classes: int,
+                     source: str) -> Tuple[Optional[Dict[str, Any]], Optional[List[str]]]:
+    """The featurizer state and class names a checkpoint carries (JSON text), checked as a
+    model file's are (a checkpoint is an untrusted file too); ``None`` where absent.
+
+    >>> checkpoint_names({"classes": '["B", "T"]'}, 10, 2, "ckpt.pt")
+    (None, ['B', 'T'])
+    >>> checkpoint_names({"classes": '["B", "B"]'}, 10, 2, "ckpt.pt")
+    Traceback (most recent call last):
+    ...
+    deepchem_actinn.errors.ModelFileError: ckpt.pt: checkpoint: classes: holds 'B' twice; ...
+    """
+    found: Dict[str, Any] = {}
+    for key, check in (("featurizer", METADATA["featurizer"]), ("classes", METADATA["classes"])):
+        text = data.get(key)
+        if text is None:
+            continue
+        try:
+            if not isinstance(text, str):
+                raise SchemaError(f"must be JSON text, not {type(text).__name__}")
+            found[key] = check(parse_metadata(text.encode("utf-8"), source, f"{key} JSON"))
+        except SchemaError as exc:
+            raise ModelFileError(f"checkpoint: {key}"
+                                 f"{'' if exc.field is None else '.' + exc.field}: {exc.problem}",
+                                 source) from None
+    problem = featurizer_problem(found["featurizer"], n_genes) if "featurizer" in found else None
+    if "classes" in found and len(found["classes"]) != n_classes:
+        problem = "class list does not match n_classes"
+    if problem:
+        raise ModelFileError(f"checkpoint does not fit this model ({problem})", source)
+    return found.get("featurizer"), found.get("classes")
 
 
 # ---------------------------------------------------------------------------
@@ -397,19 +439,21 @@ def _reject_duplicate_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
     return result
 
 
-def parse_metadata(raw: bytes, folder: str) -> Any:
-    """JSON from ``actinn_model.json``'s bytes; every failure is one ModelFileError line."""
+def parse_metadata(raw: bytes, folder: str, name: str = MODEL_FILE) -> Any:
+    """JSON from the bytes of ``actinn_model.json`` (or another small JSON file, ``name``);
+    every failure is one ModelFileError line."""
     containers = raw.count(b"[") + raw.count(b"{")  # an upper bound: brackets in names count
     if containers > MAX_METADATA_CONTAINERS:
-        raise ModelFileError(f"{MODEL_FILE} holds {containers:,} JSON arrays or objects; a model "
+        raise ModelFileError(f"{name} holds {containers:,} JSON arrays or objects; a model "
                              "description has a handful", folder)
+    if len(raw) > MAX_METADATA_BYTES:
+        raise ModelFileError(f"{name} is more than {MAX_METADATA_BYTES:,} bytes", folder)
     try:
         return json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicate_keys)
     except RecursionError:
-        raise ModelFileError(f"{MODEL_FILE} is not valid JSON (nested too deeply)",
-                             folder) from None
+        raise ModelFileError(f"{name} is not valid JSON (nested too deeply)", folder) from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ModelFileError(f"{MODEL_FILE} is not valid JSON ({str(exc)[:200]})", folder) from exc
+        raise ModelFileError(f"{name} is not valid JSON ({str(exc)[:200]})", folder) from exc
 
 
 _DIR_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")

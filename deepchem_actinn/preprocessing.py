@@ -28,7 +28,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from deepchem_actinn.errors import GeneOverlapError, InputError
-from deepchem_actinn.io import CountMatrix, Matrix, Names, take_columns, take_rows
+from deepchem_actinn.io import (
+    CountMatrix,
+    Matrix,
+    Names,
+    as_count_matrix,
+    take_columns,
+    take_rows,
+)
 
 TARGET_SUM = 10_000.0
 #: Mitochondrial (``MT-``, mouse ``mt-``) and ribosomal-protein (``RPL``/``RPS``,
@@ -531,6 +538,66 @@ class ScRNAFeaturizer:
                                                    np.tile(columns, n))),
                              shape=out.shape, dtype=np.float32)
         return sp.csr_matrix(out + fill, dtype=np.float32)  # the columns were all zero
+
+    # -- DeepChem's featurizer interface (duck-typed: importing deepchem here would slow
+    # down every `deepchem-actinn predict` start) --------------------------------------
+
+    def featurize(self, datapoints: Any, log_every_n: int = 1000, **kwargs: Any) -> np.ndarray:
+        """DeepChem's ``Featurizer.featurize``: the fitted :meth:`transform` of raw counts.
+
+        What DeepChem code calls (``featurizer.featurize(inputs)``), after :meth:`fit`.
+
+        Parameters
+        ----------
+        datapoints: CountMatrix, path, AnnData, DataFrame, array or list
+            Raw counts: a :class:`~deepchem_actinn.io.CountMatrix`, a count file
+            in any format :func:`~deepchem_actinn.io.read_counts` reads, an
+            ``AnnData``, a genes x cells ``DataFrame``, a cells x genes array
+            (dense or scipy sparse) with ``genes=``, or a list of these (their
+            cells stacked in order).
+        log_every_n: int
+            Accepted for DeepChem's signature; the cells are featurised as one matrix.
+        **kwargs:
+            ``genes`` for a bare array; otherwise how to read a file or an
+            ``AnnData`` (``key``, ``format``, ``layer``, ``gene_column``...).
+
+        Returns
+        -------
+        np.ndarray
+            float32, cells x :attr:`genes_`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> counts = np.random.default_rng(0).poisson(2.0, size=(20, 100))
+        >>> genes = [f"g{i}" for i in range(100)]
+        >>> featurizer = ScRNAFeaturizer().fit(counts, genes)
+        >>> np.array_equal(featurizer(counts, genes=genes), featurizer.transform(counts, genes))
+        True
+        >>> ScRNAFeaturizer().featurize(counts, genes=genes)
+        Traceback (most recent call last):
+        ...
+        RuntimeError: ScRNAFeaturizer is not fitted: call fit() first
+        """
+        self._check_fitted()  # before reading any file
+        genes = kwargs.pop("genes", None)
+        if genes is not None:
+            if kwargs:
+                raise TypeError(f"featurize() takes no {', '.join(sorted(kwargs))} with genes= "
+                                "(those read files)")
+            matrix = datapoints if sp.issparse(datapoints) else np.asarray(datapoints)
+            return np.asarray(self.transform(matrix, genes))
+        if isinstance(datapoints, (list, tuple)):
+            parts = [self.featurize(item, log_every_n, **kwargs) for item in datapoints]
+            return (np.concatenate(parts) if parts
+                    else np.zeros((0, len(self.genes_)), np.float32))
+        if isinstance(datapoints, np.ndarray) or sp.issparse(datapoints):
+            _as_matrix(datapoints, None)  # raises: a bare matrix needs its gene names
+        return np.asarray(self.transform(as_count_matrix(datapoints, **kwargs)))
+
+    def __call__(self, datapoints: Any, **kwargs: Any) -> np.ndarray:
+        """:meth:`featurize`, as DeepChem featurizers are called."""
+        return self.featurize(datapoints, **kwargs)
 
     def fit_transform(self, data: Union[CountMatrix, Matrix],
                       genes: Optional[Names] = None, **fit_kwargs: Any) -> Matrix:
