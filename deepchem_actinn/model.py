@@ -1091,7 +1091,8 @@ class ACTINNModel(TorchModel):
                                  "stored)", folder)
         try:
             featurizer = ScRNAFeaturizer.from_dict(meta["featurizer"])
-            params = dict(meta["hyperparameters"])
+            # A training option the file does not name came after it: it was off then.
+            params = {**TRAINING_OPTIONS, **meta["hyperparameters"]}
             model = cls(int(meta["n_genes"]), int(meta["n_classes"]),
                         classes=meta["classes"], featurizer=featurizer, device=device,
                         **params, **kwargs)
