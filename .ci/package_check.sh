@@ -16,7 +16,7 @@ ROOT=$PWD
 BUILD_PYTHON=${BUILD_PYTHON:-.venv/bin/python}
 PYTHON=${PYTHON:-python3}
 TORCH=${TORCH:-torch==2.13.0}
-PIP_FLAGS=(-q --disable-pip-version-check)
+PIP_FLAGS=(-q --disable-pip-version-check --no-compile)  # no .pyc for all of torch: faster
 
 say() { printf 'package-check: %s\n' "$*"; }
 clock() { date +%s; }
