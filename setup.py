@@ -37,7 +37,7 @@ setup(
         "anndata": ["anndata>=0.10"],
         "plots": ["matplotlib>=3.7"],
         "dev": ["pytest>=7", "hypothesis>=6", "ruff>=0.5", "mypy>=1.8", "nbclient>=0.9",
-                "nbformat>=5.9", "ipykernel>=6", "matplotlib>=3.7"],
+                "nbformat>=5.9", "ipykernel>=6", "matplotlib>=3.7", "build>=1.2", "twine>=5"],
     },
     entry_points={"console_scripts": ["deepchem-actinn=deepchem_actinn.cli:main"]},
     classifiers=[
