@@ -34,13 +34,9 @@ import scipy.sparse as sp
 
 from deepchem_actinn.atomic import atomic_file, atomic_folder, umask_mode
 from deepchem_actinn.errors import InputError
-from deepchem_actinn.io import (
-    FORMATS,
-    CountMatrix,
-    StoredCounts,
-    _import_anndata,
-    normalize_format,
-)
+from deepchem_actinn.io.counts import CountMatrix, StoredCounts
+from deepchem_actinn.io.detect import FORMATS, normalize_format
+from deepchem_actinn.io.h5ad import _import_anndata
 
 #: Files a Matrix Market folder written here may hold (and may be replaced).
 MTX_FILES = {"matrix.mtx", "matrix.mtx.gz", "features.tsv", "features.tsv.gz", "genes.tsv",

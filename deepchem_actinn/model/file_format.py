@@ -1,5 +1,14 @@
-"""What a model folder may hold, checked before anything is built from it.
+"""The model-file format: a model folder written, read back and checked.
 
+:func:`save_model` (:meth:`ACTINNModel.save`) writes ``actinn_model.json``
+(format version, hyper-parameters, classes, the fitted preprocessing, the
+SHA-256 of the weights and of the metadata itself) beside ``weights.pt`` (a
+plain tensor ``state_dict``), under a temporary name renamed into place;
+:func:`load_model` (:meth:`ACTINNModel.load`) rebuilds the model from them
+and :func:`read_model_metadata` reads the metadata alone. Checkpoints'
+featurizer and class names are checked here too (:func:`checkpoint_names`).
+
+What a model folder may hold is checked before anything is built from it.
 A model folder is untrusted input: folders are shared and downloaded, and the
 digests in ``actinn_model.json`` catch damage and hand edits but anyone can
 recompute them, so they prove nothing about who wrote the folder. Loading
@@ -27,7 +36,7 @@ over in place) before it reports damage.
 >>> HYPERPARAMETERS["decay_steps"](0)
 Traceback (most recent call last):
 ...
-deepchem_actinn.model_file.SchemaError: must be an integer >= 1, not 0
+deepchem_actinn.model.file_format.SchemaError: must be an integer >= 1, not 0
 """
 
 from __future__ import annotations
@@ -39,21 +48,40 @@ import math
 import os
 import pickle
 import re
+import shutil
 import stat
 import time
 import warnings
 import zipfile
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import torch
 
-from deepchem_actinn.errors import ModelFileError
-from deepchem_actinn.presets import PRESETS, preset_settings
+from deepchem_actinn.atomic import replace_directory, staging_folder
+from deepchem_actinn.errors import ModelFileError, OutputError, TrainingError
+from deepchem_actinn.model.presets import PRESETS, preset_settings
+from deepchem_actinn.preprocessing import ScRNAFeaturizer
+
+if TYPE_CHECKING:
+    from deepchem_actinn.model.network import ActinnClassifier
 
 MODEL_FILE = "actinn_model.json"
 WEIGHTS_FILE = "weights.pt"
 MODEL_FORMAT = "deepchem_actinn.model"
 MODEL_FORMAT_VERSION = 2
+# Version 1 stored the gene layer's weight as units x genes (nn.Linear's layout).
+_GENE_MAJOR_SINCE = 2
 
 #: Largest ``actinn_model.json`` read (gene lists of big references are a few MB);
 #: parsed JSON takes up to ~12x its size in memory.
@@ -611,3 +639,140 @@ def _metadata_digest(meta: Dict[str, Any]) -> str:
     body = {k: v for k, v in meta.items() if k != "metadata_sha256"}
     canonical = json.dumps(json.loads(json.dumps(body)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# -- saving and loading a model folder ------------------------------------------------
+
+
+def save_model(model: Any, directory: Union[str, os.PathLike[str]]) -> str:
+    """Write ``model`` (an :class:`~deepchem_actinn.model.ACTINNModel` with its fitted
+    featurizer) as a model directory; see :meth:`ACTINNModel.save`."""
+    if model.featurizer is None or model.featurizer.genes_ is None:
+        raise ValueError("a model needs its fitted featurizer to be saved as a reference")
+    from deepchem_actinn import __version__
+    target = os.path.abspath(os.fspath(directory))
+    if os.path.isdir(target) and os.listdir(target) and not os.path.isfile(
+            os.path.join(target, MODEL_FILE)):
+        # Never swap out a folder that is not a model: it may hold the user's data.
+        raise ModelFileError("exists, is not empty and is not a model directory; "
+                             "choose a new --model-dir", target)
+    state = {k: v.detach().cpu() for k, v in model.model.state_dict().items()}
+    bad = nonfinite_tensor(state)
+    if bad is not None:  # a diverged model would call every cell the first class
+        raise TrainingError(f"not saved: the weights ({bad}) hold NaN or infinite values, "
+                            "so training diverged; try a lower learning rate", target)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)  # in memory: a full disk is then our OSError, named below
+    weights = buffer.getvalue()
+    parent = os.path.dirname(target)
+    writing = target
+    try:
+        os.makedirs(parent, exist_ok=True)
+        staging = staging_folder(target)
+    except OSError as exc:
+        raise OutputError(f"cannot create the model directory ({exc.strerror})",
+                          target) from None
+    try:
+        writing = os.path.join(target, WEIGHTS_FILE)
+        _write_bytes(os.path.join(staging, WEIGHTS_FILE), weights)
+        meta = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "package_version": __version__,
+            "n_genes": model.n_genes,
+            "n_classes": model.n_classes,
+            "classes": [str(c) for c in model.classes],
+            "hyperparameters": model.hyperparameters,
+            "featurizer": model.featurizer.to_dict(),
+            "global_step": int(model._global_step) if model._built else 0,
+            "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        }
+        meta["metadata_sha256"] = _metadata_digest(meta)  # last: covers every field
+        validate_metadata(meta, target)  # never write what load() refuses
+        writing = os.path.join(target, MODEL_FILE)
+        _write_json(os.path.join(staging, MODEL_FILE), meta)
+        writing = target
+        # Only the model's own files are replaced: anything else in the folder stays.
+        replace_directory(staging, target, own=(MODEL_FILE, WEIGHTS_FILE))
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        kept = "the previous model is kept" if os.path.isdir(target) else "nothing was saved"
+        raise OutputError(f"cannot write the model ({exc.strerror or exc}); {kept}",
+                          writing) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def load_model(cls: Any, directory: Union[str, os.PathLike[str]],
+               device: Optional[Union[str, torch.device]] = None, **kwargs: Any) -> Any:
+    """Rebuild the ``cls`` model (:class:`~deepchem_actinn.model.ACTINNModel`) saved in
+    ``directory``; see :meth:`ACTINNModel.load`."""
+    folder = os.fspath(directory)
+    meta, data = read_model_snapshot(folder)
+    assert data is not None
+    state = load_weights(data, folder)
+    # Bound what building the network allocates by what the file holds.
+    declared = declared_parameters(meta)
+    held = sum(t.numel() for t in state.values())
+    if declared > held:
+        raise ModelFileError(f"{WEIGHTS_FILE} does not fit the network described in "
+                             f"{MODEL_FILE} ({declared:,} parameters declared, {held:,} "
+                             "stored)", folder)
+    try:
+        featurizer = ScRNAFeaturizer.from_dict(meta["featurizer"])
+        params = dict(meta["hyperparameters"])
+        model = cls(int(meta["n_genes"]), int(meta["n_classes"]),
+                    classes=meta["classes"], featurizer=featurizer, device=device,
+                    **params, **kwargs)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"inconsistent {MODEL_FILE}: {exc}", folder) from exc
+    if int(meta["format_version"]) < _GENE_MAJOR_SINCE:
+        state = _gene_major(state, model.model)
+    expected = model.model.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape
+                                          for k in expected):
+        raise ModelFileError(f"{WEIGHTS_FILE} does not fit the network described in "
+                             f"{MODEL_FILE}", folder)
+    model.model.load_state_dict(state)
+    model._ensure_built()
+    model._global_step = int(meta.get("global_step", 0))
+    model.loaded_from = os.path.abspath(folder)
+    model._sync_schedule()
+    return model
+
+
+def read_model_metadata(directory: str) -> Dict[str, Any]:
+    """Read ``actinn_model.json`` and check it against its schema; ModelFileError says why not.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> read_model_metadata(tempfile.mkdtemp())
+    Traceback (most recent call last):
+    ...
+    deepchem_actinn.errors.ModelFileError: ...: not a deepchem_actinn model directory ...
+    """
+    return read_model_snapshot(os.fspath(directory), with_weights=False)[0]
+
+
+def _gene_major(state: Dict[str, Any], net: ActinnClassifier) -> Dict[str, Any]:
+    """A version-1 state dict with its gene layer's weight transposed to genes x units."""
+    key = "hidden.0.weight" if len(net.hidden) else "output.weight"
+    value = state.get(key)
+    if isinstance(value, torch.Tensor) and value.ndim == 2:
+        state = {**state, key: value.t().contiguous()}
+    return state
+
+
+def _write_json(path: str, payload: Dict[str, Any]) -> None:
+    _write_bytes(path, json.dumps(payload, indent=1).encode("utf-8"))
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    """Write and fsync a new file (a full disk raises OSError here, which save() names)."""
+    with open(path, "xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
