@@ -118,8 +118,9 @@ def test_bare_matrix_needs_genes(fitted, files):
 def test_preprocessing_does_not_import_deepchem():
     code = ("import sys, deepchem_actinn.preprocessing as p; "
             "assert hasattr(p.ScRNAFeaturizer, 'featurize'); print('deepchem' in sys.modules)")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                         check=True, cwd=root)
     assert out.stdout.strip() == "False"
 
 
