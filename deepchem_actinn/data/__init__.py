@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from deepchem_actinn.data.cells import (
     DENSE_VALUES_LIMIT,
+    Batch,
     CellDataset,
     CellDatasetMixin,
     SparseCellDataset,
@@ -28,6 +29,8 @@ from deepchem_actinn.data.cells import (
 from deepchem_actinn.data.loader import (
     NAMES_FILE,
     SHARD_SIZE,
+    Inputs,
+    LabelSource,
     ScRNALoader,
     load_disk_dataset,
 )
@@ -44,5 +47,5 @@ __all__ = [
     "DENSE_VALUES_LIMIT", "CellDataset", "CellDatasetMixin", "SparseCellDataset",
     "encode_labels", "featurize_sparse", "NAMES_FILE", "SHARD_SIZE", "ScRNALoader",
     "load_disk_dataset", "MANIFEST_FILE", "SHARD_CELLS", "SHARD_FILE", "ShardedCellDataset",
-    "write_shards", "StratifiedSplitter",
+    "write_shards", "StratifiedSplitter", "Batch", "Inputs", "LabelSource",
 ]
