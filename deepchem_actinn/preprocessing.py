@@ -15,6 +15,12 @@ Two decisions the original leaves open (it produces NaN):
 * A gene with zero counts in every training cell has an undefined
   coefficient of variation. It carries no information and is dropped before
   the CV filter, so it cannot empty the gene list.
+
+The gene filters are fitted from per-gene sums (:func:`log_gene_sums`,
+:meth:`ScRNAFeaturizer.fit_from_sums`), gathered in memory, a chunk of a file
+at a time (:func:`fit_featurizer_streaming`, out-of-core training) or over
+the ranks of a distributed run: every path keeps the same genes.
+:func:`chunk_transform` featurises the chunks of one file.
 """
 
 from __future__ import annotations
