@@ -70,7 +70,7 @@ import torch
 
 from deepchem_actinn.atomic import replace_directory, staging_folder
 from deepchem_actinn.errors import ModelFileError, OutputError, TrainingError
-from deepchem_actinn.model.presets import PRESETS, preset_settings
+from deepchem_actinn.model.presets import PRESETS, TRAINING_OPTIONS, preset_settings
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
 
 if TYPE_CHECKING:
@@ -722,7 +722,8 @@ def load_model(cls: Any, directory: Union[str, os.PathLike[str]],
                              "stored)", folder)
     try:
         featurizer = ScRNAFeaturizer.from_dict(meta["featurizer"])
-        params = dict(meta["hyperparameters"])
+        # A training option the file does not name came after it: it was off then.
+        params = {**TRAINING_OPTIONS, **meta["hyperparameters"]}
         model = cls(int(meta["n_genes"]), int(meta["n_classes"]),
                     classes=meta["classes"], featurizer=featurizer, device=device,
                     **params, **kwargs)

@@ -256,3 +256,19 @@ def test_cli_resume_needs_checkpoints(saved, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0]
     assert os.listdir(tmp_path) == []
+
+
+def test_a_file_from_before_an_option_loads_with_the_option_off(saved, tmp_path):
+    folder = shutil.copytree(saved["model"], tmp_path / "model")
+    path = os.path.join(folder, MODEL_FILE)
+    with open(path) as handle:
+        meta = json.load(handle)
+    assert meta["hyperparameters"].pop("gene_dropout") == 0.5  # the transfer preset's
+    with open(path, "w") as handle:
+        json.dump(meta, handle)
+    forge(folder)
+    old = ACTINNModel.load(folder)
+    assert old.settings["gene_dropout"] == 0.0 and old.model.gene_dropout == 0.0
+    now = ACTINNModel.load(saved["model"])
+    np.testing.assert_array_equal(da.annotate(saved["counts"], old).labels,
+                                  da.annotate(saved["counts"], now).labels)
