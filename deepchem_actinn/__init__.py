@@ -20,11 +20,11 @@ _EXPORTS = {
     "ModelFileError": "errors", "MissingDependencyError": "errors",
     "OutputError": "errors", "TrainingError": "errors",
     "CountMatrix": "io", "join_labels": "io", "read_counts": "io", "read_labels": "io",
-    "detect_format": "io", "from_anndata": "io", "write_counts": "writers",
+    "detect_format": "io", "from_anndata": "io", "write_counts": "io",
     "TrainingHistory": "history",
     "ScRNAFeaturizer": "preprocessing",
     "CellDataset": "data", "ScRNALoader": "data", "StratifiedSplitter": "data",
-    "SparseCellDataset": "sparse", "ShardedCellDataset": "streaming",
+    "SparseCellDataset": "data", "ShardedCellDataset": "data",
     "train_streaming": "train", "predict_streaming": "annotation",
     "PRESETS": "model", "ACTINNModel": "model", "ActinnClassifier": "model",
     "AnnotationResult": "annotation", "annotate": "annotation", "train_reference": "train",
@@ -47,7 +47,13 @@ def __dir__() -> list:
 
 if TYPE_CHECKING:  # static checkers see the eager imports
     from deepchem_actinn.annotation import AnnotationResult, annotate, predict_streaming
-    from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
+    from deepchem_actinn.data import (
+        CellDataset,
+        ScRNALoader,
+        ShardedCellDataset,
+        SparseCellDataset,
+        StratifiedSplitter,
+    )
     from deepchem_actinn.errors import (
         ActinnError,
         GeneOverlapError,
@@ -66,10 +72,8 @@ if TYPE_CHECKING:  # static checkers see the eager imports
         join_labels,
         read_counts,
         read_labels,
+        write_counts,
     )
     from deepchem_actinn.model import PRESETS, ActinnClassifier, ACTINNModel
     from deepchem_actinn.preprocessing import ScRNAFeaturizer
-    from deepchem_actinn.sparse import SparseCellDataset
-    from deepchem_actinn.streaming import ShardedCellDataset
     from deepchem_actinn.train import train_reference, train_streaming
-    from deepchem_actinn.writers import write_counts

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from deepchem_actinn.errors import InputError
-from deepchem_actinn.io import PathLike, _import_anndata, as_count_matrix
-from deepchem_actinn.model import ACTINNModel
-from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning
-from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts, chunk_transform
+from deepchem_actinn.io import CHUNK_CELLS, ChunkedCounts, PathLike, as_count_matrix
+from deepchem_actinn.io.h5ad import _import_anndata
+from deepchem_actinn.model.actinn_model import ACTINNModel
+from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning, chunk_transform
 from deepchem_actinn.validation import UNASSIGNED, check_number
 
 IN_MEMORY = "<in memory>"

@@ -60,7 +60,7 @@ def check_output_path(path: str, inputs: Sequence[Optional[str]], what: str = "o
 def check_model_dir(path: str) -> None:
     """Refuse, before any training, a --model-dir that ``ACTINNModel.save`` could not write."""
     from deepchem_actinn.errors import InputError
-    from deepchem_actinn.model import MODEL_FILE
+    from deepchem_actinn.model.file_format import MODEL_FILE
     target = os.path.abspath(path)
     if os.path.exists(target) and not os.path.isdir(target):
         raise InputError("model directory path exists and is not a directory", path)
@@ -85,7 +85,7 @@ def check_work_dirs(model_dir: str, folders: Dict[str, Optional[str]]) -> None:
     folder it is fine (save keeps what is not the model's).
     """
     from deepchem_actinn.errors import InputError
-    from deepchem_actinn.model import MODEL_FILE
+    from deepchem_actinn.model.file_format import MODEL_FILE
     target = os.path.abspath(model_dir)
     if os.path.isfile(os.path.join(target, MODEL_FILE)):
         return
@@ -201,7 +201,7 @@ def _train_out_of_core(args: argparse.Namespace, labels: Any) -> int:
     import tempfile
 
     from deepchem_actinn.errors import InputError
-    from deepchem_actinn.streaming import CHUNK_CELLS, ChunkedCounts
+    from deepchem_actinn.io import CHUNK_CELLS, ChunkedCounts
     from deepchem_actinn.train import prepare_out_of_core
 
     given = [flag for name, flag in _IN_MEMORY_ONLY.items() if getattr(args, name, None)]
@@ -358,7 +358,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_summary(args: argparse.Namespace, model: Any, overlap: Any, counts: Any) -> None:
-    from deepchem_actinn.model import describe_preset
+    from deepchem_actinn.model.presets import describe_preset
     print(f"{PROG}: {overlap.summary()}", file=sys.stderr)
     print(f"{PROG}: annotated {sum(counts.values())} cells -> {args.output}; "
           f"{describe_preset(model.preset)}")
@@ -434,8 +434,7 @@ def _read_query(args: argparse.Namespace) -> Any:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from deepchem_actinn.errors import InputError
-    from deepchem_actinn.io import check_counts, load_counts
-    from deepchem_actinn.writers import output_format, write_counts
+    from deepchem_actinn.io import check_counts, load_counts, output_format, write_counts
     kind = output_format(args.output, args.to)
     if os.path.exists(args.input) and (os.path.abspath(args.input) == os.path.abspath(
             args.output) or _same_file(args.input, args.output)):
@@ -545,7 +544,7 @@ _seed = option_type("seed")
 
 
 def _presets() -> List[str]:
-    from deepchem_actinn.presets import PRESETS  # light: no DeepChem, no torch
+    from deepchem_actinn.model.presets import PRESETS  # light: no DeepChem, no torch
 
     return list(PRESETS)
 

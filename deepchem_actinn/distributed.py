@@ -57,8 +57,8 @@ import scipy.sparse as sp
 import torch
 import torch.distributed as dist
 
-from deepchem_actinn.model import DEFAULT_PRESET, PRESETS
-from deepchem_actinn.streaming import rank_rows
+from deepchem_actinn.io import rank_rows
+from deepchem_actinn.model.presets import DEFAULT_PRESET, PRESETS
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +116,8 @@ def _pick_device(requested: Optional[str]) -> torch.device:
 def _rank_cells_in_memory(train_set: str, train_labels: str, rank: int, world: int,
                           featurizer: Any) -> Tuple[Any, List[str], Any, int]:
     """Formats read whole: this rank's featurised cells as a SparseCellDataset."""
-    from deepchem_actinn.data import encode_labels
+    from deepchem_actinn.data import SparseCellDataset, encode_labels, featurize_sparse
     from deepchem_actinn.io import read_labels
-    from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse
 
     X, ids, genes = read_rank_cells(train_set, rank, world)
     labels = read_labels(train_labels)
@@ -145,7 +144,9 @@ def _rank_shards(train_set: str, train_labels: str, folder: str, rank: int, worl
     Gene statistics are all-reduced, so every rank fits the same featurizer;
     memory stays one chunk (statistics, shards) or one shard window (training).
     """
-    from deepchem_actinn.streaming import ChunkedCounts, fit_featurizer_streaming, write_shards
+    from deepchem_actinn.data import write_shards
+    from deepchem_actinn.io import ChunkedCounts
+    from deepchem_actinn.preprocessing import fit_featurizer_streaming
 
     source = ChunkedCounts(train_set, part=(rank, world))
     featurizer, stats = fit_featurizer_streaming(source, train_labels, chunk_cells=chunk_cells,
@@ -164,7 +165,7 @@ def _union_over_ranks(names: set, world: int) -> List[str]:
 
 def _equal_steps(model: Any, shards: Any, epochs: int, steps: int) -> Iterator[Any]:
     """Shard batches, ``steps`` per epoch on every rank (DDP needs equal step counts)."""
-    from deepchem_actinn.streaming import shard_generator
+    from deepchem_actinn.train import shard_generator
 
     for _ in range(epochs):
         yield from itertools.islice(shard_generator(model, shards, 1), steps)

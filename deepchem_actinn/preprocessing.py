@@ -15,27 +15,40 @@ Two decisions the original leaves open (it produces NaN):
 * A gene with zero counts in every training cell has an undefined
   coefficient of variation. It carries no information and is dropped before
   the CV filter, so it cannot empty the gene list.
+
+The gene filters are fitted from per-gene sums (:func:`log_gene_sums`,
+:meth:`ScRNAFeaturizer.fit_from_sums`), gathered in memory, a chunk of a file
+at a time (:func:`fit_featurizer_streaming`, out-of-core training) or over
+the ranks of a distributed run: every path keeps the same genes.
+:func:`chunk_transform` featurises the chunks of one file.
 """
 
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from deepchem_actinn.errors import GeneOverlapError, InputError
 from deepchem_actinn.io import (
+    CHUNK_CELLS,
+    ChunkedCounts,
     CountMatrix,
     Matrix,
     Names,
+    PathLike,
     as_count_matrix,
     take_columns,
     take_rows,
 )
+from deepchem_actinn.io.labels import _label_lookup
+from deepchem_actinn.progress import Progress
 
 TARGET_SUM = 10_000.0
 #: Mitochondrial (``MT-``, mouse ``mt-``) and ribosomal-protein (``RPL``/``RPS``,
@@ -651,3 +664,107 @@ def _looks_ensembl(genes: Optional[Names]) -> bool:
     sample = [str(g).upper() for g in list(genes)[:500]]
     return float(np.mean([g.startswith("ENS") and any(c.isdigit() for c in g)
                           for g in sample])) > 0.5
+
+
+# -- streamed fitting: one chunk of a file at a time ------------------------------------
+
+
+@dataclass
+class StreamStatistics:
+    """What pass 1 saw: cells used, cells skipped, classes found."""
+
+    n_cells: int
+    n_used: int
+    n_unlabelled: int
+    n_empty: int
+    classes: np.ndarray
+    seconds: float
+
+
+def fit_featurizer_streaming(source: Union[PathLike, ChunkedCounts],
+                             labels: Optional[Union[PathLike, pd.Series]] = None, *,
+                             restrict_to: Optional[Sequence[str]] = None,
+                             featurizer: Optional[ScRNAFeaturizer] = None,
+                             chunk_cells: int = CHUNK_CELLS,
+                             reduce: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                             progress: Progress = False
+                             ) -> Tuple[ScRNAFeaturizer, StreamStatistics]:
+    """Pass 1: fit ACTINN's gene filters from per-gene sums, one chunk at a time.
+
+    With ``labels``, only labelled cells count (as in memory, where cells are
+    joined to their labels first). Cells with zero counts are left out.
+    ``reduce`` sums ``[totals, squares, n_used, n_empty]`` over the processes of a
+    distributed run (each having read its own part), so all fit the same genes.
+    ``progress``: a bar of the file's cells ("gene statistics").
+
+    Returns
+    -------
+    (ScRNAFeaturizer, StreamStatistics)
+        A fitted featurizer, the same as ``ScRNAFeaturizer().fit`` on the
+        same cells in memory, and what was counted.
+    """
+    started = time.perf_counter()
+    counts = source if isinstance(source, ChunkedCounts) else ChunkedCounts(source)
+    featurizer = featurizer or ScRNAFeaturizer()
+    lookup = _label_lookup(labels)
+    columns = featurizer.input_columns(counts.genes, restrict_to, counts.path)
+    total = np.zeros(len(columns), np.float64)
+    squares = np.zeros(len(columns), np.float64)
+    n_used = n_unlabelled = n_empty = 0
+    classes: set = set()
+    for _, X, ids in counts.chunks(chunk_cells, progress, "gene statistics"):
+        if lookup is not None:
+            names = lookup.reindex(ids)
+            known = names.notna().to_numpy()
+            n_unlabelled += int((~known).sum())
+            classes.update(names[known].tolist())
+            X = X[np.flatnonzero(known)]
+        X_in = X[:, columns] if len(columns) != X.shape[1] else X
+        # The float32 values fit() sees, summed in float64 as it sums them.
+        chunk_total, chunk_squares, used, empty = log_gene_sums(X_in, featurizer.target_sum)
+        total += chunk_total
+        squares += chunk_squares
+        n_used += used
+        n_empty += empty
+    if reduce is not None:
+        sums = reduce(np.concatenate([total, squares, [n_used, n_empty]]))
+        total, squares = sums[:len(columns)], sums[len(columns):-2]
+        n_used, n_empty = int(sums[-2]), int(sums[-1])
+    if n_used == 0:
+        raise InputError("no labelled cell with non-zero counts" if lookup is not None
+                         else "every cell has zero counts", counts.path)
+    featurizer.fit_from_sums(total, squares, n_used, counts.genes[columns], counts.path)
+    featurizer.joint_ = False
+    stats = StreamStatistics(counts.n_cells, n_used, n_unlabelled, n_empty,
+                             np.asarray(sorted(classes), dtype=object),
+                             time.perf_counter() - started)
+    return featurizer, stats
+
+
+def chunk_transform(featurizer: ScRNAFeaturizer, genes: np.ndarray) -> Any:
+    """``featurizer.transform`` for many chunks with the same genes, mapping genes once.
+
+    Gives the same float32 values as ``transform(X, genes, sparse_output=True)``
+    (same float64 products and log) without its per-call gene lookups and
+    copies; falls back to ``transform`` when a model gene is missing.
+    """
+    position = {g: i for i, g in enumerate(genes)}
+    model_cols = np.array([position.get(g, -1) for g in featurizer.genes_], dtype=np.int64)
+    input_cols = np.array([position.get(g, -1) for g in featurizer.input_genes_],
+                          dtype=np.int64)
+    if (model_cols < 0).any() or (input_cols < 0).any():
+        return lambda X: featurizer.transform(X, genes, sparse_output=True)
+    all_inputs = len(input_cols) == len(genes)  # input genes are every file gene
+    target = featurizer.target_sum
+
+    def transform(X: sp.csr_matrix) -> sp.csr_matrix:
+        library = np.asarray((X if all_inputs else X[:, input_cols]).sum(axis=1),
+                             dtype=np.float64).ravel()
+        with np.errstate(divide="ignore"):
+            scale = np.where(library > 0, target / np.maximum(library, 1e-300), 0.0)
+        out = sp.csr_matrix(X[:, model_cols])
+        values = out.data.astype(np.float64) * np.repeat(scale, np.diff(out.indptr))
+        out.data = np.log2(values + 1.0).astype(np.float32)
+        return out
+
+    return transform

@@ -14,8 +14,9 @@ Every path takes the same steps with the same meaning of every option:
    :mod:`deepchem_actinn.progress`, as are the out-of-core passes' bars).
 
 :func:`prepare` does 1-4 for cells held in memory, :func:`prepare_out_of_core`
-for a 10x HDF5 / ``.h5ad`` file streamed into shards (its statistics and
-shard passes are in :mod:`deepchem_actinn.streaming`);
+for a 10x HDF5 / ``.h5ad`` file streamed into shards (its statistics pass is
+:func:`~deepchem_actinn.preprocessing.fit_featurizer_streaming`, its shard pass
+:func:`~deepchem_actinn.data.shards.write_shards`; :func:`fit_on_shards` trains from them);
 :func:`deepchem_actinn.distributed.train_distributed` uses the same checks,
 featurizer and model construction on each rank. The CLI's ``train`` only
 maps its options to these functions.
@@ -28,15 +29,26 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
 import torch
 
-from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
+from deepchem_actinn.data import (
+    SHARD_CELLS,
+    CellDataset,
+    ScRNALoader,
+    ShardedCellDataset,
+    SparseCellDataset,
+    StratifiedSplitter,
+    featurize_sparse,
+    write_shards,
+)
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.io import (
+    CHUNK_CELLS,
+    ChunkedCounts,
     Names,
     PathLike,
     as_count_matrix,
@@ -44,16 +56,19 @@ from deepchem_actinn.io import (
     labels_source,
     training_labels,
 )
-from deepchem_actinn.model import (
+from deepchem_actinn.model.actinn_model import ACTINNModel, refuse_unknown_keywords
+from deepchem_actinn.model.network import to_torch_csr
+from deepchem_actinn.model.presets import (
     DEFAULT_PRESET,
     GENE_SELECTION_DEFAULTS,
-    ACTINNModel,
     featurizer_for,
-    refuse_unknown_keywords,
 )
-from deepchem_actinn.preprocessing import PreprocessingWarning, ScRNAFeaturizer
+from deepchem_actinn.preprocessing import (
+    PreprocessingWarning,
+    ScRNAFeaturizer,
+    fit_featurizer_streaming,
+)
 from deepchem_actinn.progress import Progress, TrainingProgress
-from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse
 from deepchem_actinn.validation import check_training_classes
 
 Callbacks = Union[Callable, List[Callable]]
@@ -212,7 +227,6 @@ class Training:
                                progress=progress)
         try:
             if self.steps is None:  # shards: batches stream from disk
-                from deepchem_actinn.streaming import fit_on_shards
                 fit_on_shards(self.model, self.data, nb_epoch=self.epochs,
                               callbacks=[*steps, bar], checkpoint_interval=0)
             else:
@@ -335,7 +349,7 @@ def train_reference(counts: Any, labels: Union[PathLike, pd.Series], *, query: A
         :data:`deepchem_actinn.PRESETS`.
     sparse: bool
         Keep the cells sparse (CSR) from reading to training
-        (:class:`~deepchem_actinn.sparse.SparseCellDataset`, the default):
+        (:class:`~deepchem_actinn.data.cells.SparseCellDataset`, the default):
         far less memory and 2-3x faster epochs on single-cell data, the same
         model as dense arrays (``False``) up to float rounding.
     min_gene_overlap: float
@@ -375,6 +389,27 @@ def train_reference(counts: Any, labels: Union[PathLike, pd.Series], *, query: A
 # -- out of core --------------------------------------------------------------------------
 
 
+def shard_generator(model: Any, shards: ShardedCellDataset, epochs: int
+                    ) -> Iterator[Tuple[List, List, List]]:
+    """Batches for ``model.fit_generator``: sparse tensors on the model's device."""
+    for X_b, y_b, _ in shards._batches(model.batch_size, epochs, shuffle=True):
+        y2 = y_b.reshape(-1, 1)
+        w2 = (y2 >= 0).astype(np.float32)
+        X_t = (to_torch_csr(X_b, model.device) if shards.sparse_batches
+               else X_b.toarray())
+        yield ([X_t], [np.maximum(y2, 0)], [w2])
+
+
+def fit_on_shards(model: Any, shards: ShardedCellDataset, nb_epoch: Optional[int] = None,
+                  **fit_kwargs: Any) -> float:
+    """Train ``model`` (an :class:`~deepchem_actinn.model.ACTINNModel`) from shards.
+
+    Returns DeepChem's average loss. Peak memory is one shard window.
+    """
+    epochs = model.epochs if nb_epoch is None else int(nb_epoch)
+    return float(model.fit_generator(shard_generator(model, shards, epochs), **fit_kwargs))
+
+
 def prepare_out_of_core(counts: Any, labels: Union[PathLike, pd.Series], work_dir: PathLike,
                         *, query: Any = None, preset: str = DEFAULT_PRESET, seed: int = 0,
                         device: Optional[Union[str, torch.device]] = None,
@@ -384,20 +419,12 @@ def prepare_out_of_core(counts: Any, labels: Union[PathLike, pd.Series], work_di
                         progress: Progress = None, **settings: Any) -> Training:
     """The pipeline for a 10x HDF5 / CSR ``.h5ad`` file streamed chunk by chunk.
 
-    ``counts`` is a path or a :class:`~deepchem_actinn.streaming.ChunkedCounts`;
+    ``counts`` is a path or a :class:`~deepchem_actinn.io.chunked.ChunkedCounts`;
     ``query`` (or its genes, ``restrict_to``) restricts the genes as in
     memory. Pass 1 fits the featurizer from per-gene sums, pass 2 writes
     featurised shards to ``work_dir``, each with a bar of the file's cells
     (``progress``, as in :func:`train_reference`); ``.fit()`` trains from them.
     """
-    from deepchem_actinn.streaming import (
-        CHUNK_CELLS,
-        SHARD_CELLS,
-        ChunkedCounts,
-        fit_featurizer_streaming,
-        write_shards,
-    )
-
     featurizer, settings = split_settings(preset, min_gene_overlap, settings)
     check_settings(settings, "train_streaming")  # before two passes over the file
     source = counts if isinstance(counts, ChunkedCounts) else ChunkedCounts(counts)

@@ -21,7 +21,7 @@ from conftest import one_line_error, write_counts, write_labelled_counts, write_
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 import deepchem_actinn as da
-import deepchem_actinn.model as model_module
+import deepchem_actinn.model.actinn_model as model_module
 from deepchem_actinn import cli
 from deepchem_actinn.atomic import atomic_file, atomic_files
 from deepchem_actinn.errors import OutputError

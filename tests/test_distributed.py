@@ -10,9 +10,8 @@ from conftest import write_counts, write_labels
 
 from deepchem_actinn.annotation import annotate
 from deepchem_actinn.data import ScRNALoader, StratifiedSplitter
-from deepchem_actinn.io import read_counts, read_labels
+from deepchem_actinn.io import rank_rows, read_counts, read_labels
 from deepchem_actinn.model import ACTINNModel
-from deepchem_actinn.streaming import rank_rows
 from deepchem_actinn.train import train_reference
 
 EPOCHS = 10
@@ -73,7 +72,7 @@ def single(split):
 @pytest.mark.slow
 def test_two_ranks_stream_10x_files_into_shards_of_their_own(split, single):
     """A 10x file is streamed: rank shards in --work-dir, removed; the same featurizer."""
-    from deepchem_actinn.writers import write_counts
+    from deepchem_actinn.io import write_counts
 
     tenx = os.fspath(split["folder"] / "train_10x.h5")
     write_counts(read_counts(split["train"]), tenx, "10x-h5")

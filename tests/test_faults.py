@@ -26,7 +26,7 @@ import deepchem_actinn as da
 from deepchem_actinn import atomic as atomic_module
 from deepchem_actinn import cli
 from deepchem_actinn import model as model_module
-from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE
+from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, file_format
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,8 @@ KILL_IN_SAVE = """
         sys.stdout.flush()
         os.kill(os.getpid(), signal.SIGKILL)
     if moment == "before-json":        # weights written, metadata not yet
-        m._write_json = lambda *args, **kwargs: die()
+        import deepchem_actinn.model.file_format as file_format
+        file_format._write_json = lambda *args, **kwargs: die()
     elif moment == "after-swap":       # new model in place, old one not yet deleted
         import deepchem_actinn.atomic as atomic
         exchange = atomic._exchange
@@ -157,7 +158,7 @@ def test_interrupted_save_cleans_up(small, tmp_path, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(model_module, "_write_json", interrupt)
+    monkeypatch.setattr(file_format, "_write_json", interrupt)
     with pytest.raises(KeyboardInterrupt):
         model.save(target)
     assert digests(target) == digests(small["A"])

@@ -1,30 +1,65 @@
-"""The module graph: every module imports, no import cycle, no library module imports the CLI."""
+"""The module graph: every module imports, no import cycle, no library module imports the CLI.
+
+Modules are named by their path in the package: ``train``, ``io`` (the
+package's ``__init__``), ``io.counts``... Importing ``pkg.sub`` from outside
+``pkg`` runs ``pkg/__init__`` first, so it counts as importing both; inside a
+package, modules import their siblings, never their own package (whose
+``__init__`` imports them: a cycle).
+"""
 
 import ast
 import importlib
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "deepchem_actinn"
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+FILES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))
+         if _module_name(p)}  # the package's own __init__ is the root, not a module here
+MODULES = sorted(FILES)
 #: Entry points: nothing in the library may import them.
 ENTRY_POINTS = {"cli"}
 
 
-def _imported(node: ast.AST) -> set:
-    """Package modules an import statement names (``from deepchem_actinn import x`` included)."""
-    names = set()
+def _targets(node: ast.AST) -> list:
+    """The package modules (relative names) an import statement names, deepest first."""
     if isinstance(node, ast.Import):
-        names = {a.name for a in node.names}
+        names = [a.name for a in node.names]
     elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-        names = {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        # ``from pkg import sub`` imports the module pkg.sub; ``from pkg import name`` pkg
+        names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}".split(".", 1)[-1]
+                 in FILES else node.module for a in node.names]
+    else:
+        return []
+    return [name.split(".", 1)[1] for name in names
+            if name.startswith("deepchem_actinn.") and name.split(".", 1)[1] in FILES]
+
+
+def _imported(node: ast.AST, importer: str) -> set:
+    """Package modules an import statement runs: the module named and the ``__init__`` of
+    each package above it that the importer is not inside."""
     found = set()
-    for name in names:
-        parts = name.split(".")
-        if parts[0] == "deepchem_actinn" and len(parts) > 1 and parts[1] in MODULES:
-            found.add(parts[1])
+    for module in _targets(node):
+        found.add(module)
+        parts = module.split(".")
+        for depth in range(1, len(parts)):
+            package = ".".join(parts[:depth])
+            if not (importer == package or importer.startswith(package + ".")):
+                found.add(package)
     return found
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
 
 
 def _module_level(tree: ast.Module) -> list:
@@ -36,22 +71,35 @@ def _module_level(tree: ast.Module) -> list:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.append(node)
         elif isinstance(node, ast.If):
-            if "TYPE_CHECKING" not in ast.unparse(node.test):
+            if not _is_type_checking(node):
                 stack += node.body + node.orelse
         elif isinstance(node, ast.Try):
             stack += node.body + node.orelse + node.finalbody
             for handler in node.handlers:
                 stack += handler.body
+        elif isinstance(node, ast.With):
+            stack += node.body
+    return found
+
+
+def _anywhere(tree: ast.Module) -> list:
+    """Every import statement that can run, in functions too (not ``if TYPE_CHECKING:``)."""
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif not _is_type_checking(node):
+            stack += list(ast.iter_child_nodes(node))
     return found
 
 
 def graph(module_level: bool) -> dict:
     edges = {}
-    for name in MODULES:
-        tree = ast.parse((PACKAGE / f"{name}.py").read_text())
-        nodes = _module_level(tree) if module_level else [
-            n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
-        edges[name] = set().union(*(_imported(n) for n in nodes)) - {name}
+    for name, path in FILES.items():
+        tree = ast.parse(path.read_text())
+        nodes = _module_level(tree) if module_level else _anywhere(tree)
+        edges[name] = set().union(*(_imported(n, name) for n in nodes)) - {name}
     return edges
 
 
@@ -141,3 +189,77 @@ def test_using_the_package_prints_nothing_of_deepchems_import(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == "trained deepchem\n"
     assert done.stderr == "", done.stderr[-2000:]
+
+
+#: Names each module offered before the package was split into io/, model/ and data/:
+#: every one is still importable from there (CellDatasetMixin moved to ``data``).
+FORMER_NAMES = {
+    "io": "ANNDATA_HINT CountMatrix CountMatrixWarning FORMATS FORMAT_OPTIONS GZIP_SIGNATURE "
+          "HDF5_SIGNATURE LabelJoin Matrix Names PathLike StoredCounts as_count_matrix "
+          "check_counts check_format_options detect_format finish_matrix from_anndata gene_list "
+          "join_labels labels_source load_10x_h5 load_counts load_h5ad load_mtx load_text "
+          "normalize_format obs_labels read_anndata read_counts read_labelled read_labels "
+          "read_pandas_hdf string_dataset take_columns take_rows tenx_v2_genome training_labels "
+          "transposed_hint",
+    "model": "ACTINNModel ACTINN_DEFAULTS ActinnClassifier DEFAULT_PRESET GENE_SELECTION_DEFAULTS "
+             "GeneLinear MODEL_FILE MODEL_FORMAT MODEL_FORMAT_VERSION PREDICT_BATCH PREDICT_VALUES "
+             "PRESETS PredictionBlock RAW_COUNT_ROW_SUM TRAINING_OPTIONS WEIGHTS_FILE WeightL2Adam "
+             "describe_preset featurizer_for gene_means gene_product predict_rows preset_settings "
+             "read_model_metadata refuse_unknown_keywords sparse_linear to_torch_csr "
+             "_metadata_digest _DivergenceGuard _balanced_weights",
+    "data": "Batch CellDataset CellDatasetMixin DENSE_VALUES_LIMIT Inputs LabelSource NAMES_FILE "
+            "SHARD_SIZE ScRNALoader SparseCellDataset StratifiedSplitter encode_labels "
+            "featurize_sparse load_disk_dataset",
+    "streaming": "CHUNK_CELLS ChunkedCounts MANIFEST_FILE SHARD_CELLS SHARD_FILE "
+                 "ShardedCellDataset StreamStatistics chunk_transform fit_featurizer_streaming "
+                 "fit_on_shards "
+                 "rank_rows shard_generator write_shards",
+    "sparse": "SparseCellDataset featurize_sparse sparse_linear to_torch_csr",
+    "writers": "MTX_FILES output_format write_10x_h5 write_counts write_h5ad write_mtx "
+               "write_pandas_hdf write_text",
+    "model_file": "HYPERPARAMETERS FEATURIZER METADATA MODEL_FILE WEIGHTS_FILE MODEL_FORMAT "
+                  "MODEL_FORMAT_VERSION SchemaError checkpoint_names declared_parameters "
+                  "load_weights network_parameters parse_metadata read_model_snapshot "
+                  "validate_metadata _metadata_digest",
+}
+
+
+@pytest.mark.parametrize("former", sorted(FORMER_NAMES))
+def test_former_import_paths_still_work(former):
+    module = importlib.import_module(f"deepchem_actinn.{former}")
+    missing = [name for name in FORMER_NAMES[former].split() if not hasattr(module, name)]
+    assert missing == []
+
+
+def test_aliases_name_the_objects_of_the_new_homes():
+    from deepchem_actinn import data, io, model, model_file, sparse, streaming, writers
+    from deepchem_actinn.model import file_format, network
+
+    assert streaming.ChunkedCounts is io.ChunkedCounts
+    assert streaming.ShardedCellDataset is data.ShardedCellDataset
+    assert sparse.SparseCellDataset is data.SparseCellDataset
+    assert sparse.sparse_linear is network.sparse_linear
+    assert writers.write_counts is io.write_counts
+    assert model_file.validate_metadata is file_format.validate_metadata
+    assert model.ACTINNModel.__module__ == "deepchem_actinn.model.actinn_model"
+
+
+def test_presets_and_model_file_names_load_neither_torch_nor_deepchem():
+    """The CLI reads PRESETS (and MODEL_FILE) before any work: the model package is lazy."""
+    script = ("import sys\n"
+              "from deepchem_actinn.model import PRESETS\n"
+              "print('torch' in sys.modules, 'deepchem' in sys.modules)\n"
+              "from deepchem_actinn.model import MODEL_FILE\n"
+              "print('deepchem' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "False", "False"]
+
+
+def test_the_graph_sees_packages_and_their_modules():
+    edges = graph(module_level=True)
+    assert {"io", "io.counts", "model", "model.actinn_model", "data", "data.shards"} <= set(edges)
+    assert "io.chunked" in edges["io"]  # the package imports its modules
+    assert "io" not in edges["io.chunked"]  # its modules import their siblings, not it
+    assert {"model", "model.file_format"} <= edges["data.loader"]  # from outside: both run

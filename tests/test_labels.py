@@ -18,7 +18,7 @@ from deepchem_actinn import cli
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.evaluation import evaluation_report, read_predictions
 from deepchem_actinn.io import CountMatrix
-from deepchem_actinn.writers import write_counts as write_matrix
+from deepchem_actinn.io import write_counts as write_matrix
 
 #: Words pandas' readers turn into NaN by default.
 MISSING_WORDS = ["NA", "nan", "None", "null", "N/A", "NaN", "<NA>", "#N/A"]

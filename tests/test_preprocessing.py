@@ -19,7 +19,7 @@ from deepchem_actinn.preprocessing import (
     select_genes,
 )
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
 def actinn_scale_set(counts_genes_x_cells):

@@ -13,10 +13,9 @@ import tqdm.std
 from conftest import synthetic_counts, write_labels
 
 from deepchem_actinn import cli
-from deepchem_actinn.io import CountMatrix
+from deepchem_actinn.io import CountMatrix, write_counts
 from deepchem_actinn.progress import TrainingProgress, _tqdm, wanted
 from deepchem_actinn.train import prepare, train_reference, train_streaming
-from deepchem_actinn.writers import write_counts
 
 #: 200 cells in batches of 32: 7 steps an epoch.
 CELLS, BATCH, EPOCHS = 200, 32, 2

@@ -10,20 +10,16 @@ import scipy.sparse as sp
 
 from deepchem_actinn import cli
 from deepchem_actinn.annotation import annotate, predict_streaming
-from deepchem_actinn.data import ScRNALoader
+from deepchem_actinn.data import ScRNALoader, ShardedCellDataset, write_shards
 from deepchem_actinn.errors import InputError
-from deepchem_actinn.io import read_counts, read_labels
+from deepchem_actinn.io import ChunkedCounts, read_counts, read_labels
 from deepchem_actinn.model import ACTINNModel
-from deepchem_actinn.preprocessing import ScRNAFeaturizer
-from deepchem_actinn.streaming import (
-    ChunkedCounts,
-    ShardedCellDataset,
+from deepchem_actinn.preprocessing import (
+    ScRNAFeaturizer,
     chunk_transform,
     fit_featurizer_streaming,
-    fit_on_shards,
-    write_shards,
 )
-from deepchem_actinn.train import featurize, train_streaming
+from deepchem_actinn.train import featurize, fit_on_shards, train_streaming
 
 # The test file holds an antibody feature, a duplicated gene and unlabelled cells on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore::deepchem_actinn.io.CountMatrixWarning")

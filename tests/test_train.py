@@ -14,10 +14,9 @@ from deepchem_actinn import cli
 from deepchem_actinn.distributed import main as distributed_main
 from deepchem_actinn.distributed import train_distributed
 from deepchem_actinn.errors import InputError
-from deepchem_actinn.io import CountMatrix
+from deepchem_actinn.io import CountMatrix, write_counts
 from deepchem_actinn.model import DEFAULT_PRESET, ACTINNModel
 from deepchem_actinn.train import train_reference, train_streaming
-from deepchem_actinn.writers import write_counts
 
 #: The options every path takes (gene selection overrides: the Python paths only).
 OPTIONS = {"preset": "robust", "epochs": 2, "batch_size": 32, "learning_rate": 3e-3,

@@ -23,14 +23,18 @@ them are refused with one line naming the file and how to re-save it.
 from __future__ import annotations
 
 import codecs
+import os
 import pickletools
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+import pandas as pd
 
 from deepchem_actinn.errors import InputError
-from deepchem_actinn.file_checks import check_dataset
+from deepchem_actinn.io.checks import _check_readable, check_dataset
+from deepchem_actinn.io.counts import PathLike, StoredCounts
+from deepchem_actinn.io.detect import _is_hdf5
 
 #: How to re-save a counts DataFrame so that it needs no pickle (pandas then
 #: stores str labels as fixed-width strings and numeric values natively).
@@ -501,3 +505,34 @@ def read_frame(path: str, key: Optional[str] = None) -> PandasFrame:
     except Exception as exc:  # h5py raises OSError, KeyError... on damaged files
         raise InputError(f"cannot read as pandas HDF: {type(exc).__name__}: {exc}",
                          path) from exc
+
+
+def read_pandas_hdf(path: PathLike, key: Optional[str] = None) -> pd.DataFrame:
+    """Read the genes x cells DataFrame stored by ``DataFrame.to_hdf``.
+
+    The key is ``key`` if given, else ``dge`` (ACTINN's), else the file's only key.
+    The file is parsed with h5py (:func:`read_frame`), never
+    through pandas/PyTables, which unpickle object-typed data and attributes:
+    files holding pickled objects are refused.
+
+    Examples
+    --------
+    >>> from deepchem_actinn.sample_data import sample_files
+    >>> read_pandas_hdf(sample_files().sample_2_counts).shape  # genes x cells
+    (1200, 1000)
+    """
+    name = _check_readable(path)
+    if not _is_hdf5(name):
+        raise InputError("not an HDF5 file (expected pandas HDF, key 'dge')", name)
+    stored = read_frame(name, key)
+    return pd.DataFrame(stored.values, index=pd.Index(stored.index),
+                        columns=pd.Index(stored.columns), copy=False)
+
+
+def load_pandas_hdf(path: PathLike, key: Optional[str] = None) -> StoredCounts:
+    """Load a pandas HDF count file as stored (genes x cells on disk, by definition)."""
+    name = os.fspath(path)
+    # Genes x cells by definition (the tutorial's layout): no --cells-as-rows here.
+    frame = read_pandas_hdf(name, key)
+    return StoredCounts(frame.to_numpy().T, [str(g) for g in frame.index],
+                        [str(c) for c in frame.columns], name, "pandas-hdf")

@@ -28,7 +28,6 @@ from conftest import synthetic_counts
 
 import deepchem_actinn as da
 from deepchem_actinn import atomic, cli
-from deepchem_actinn import model as model_module
 from deepchem_actinn.errors import ModelFileError, TrainingError
 from deepchem_actinn.model import (
     MODEL_FILE,
@@ -37,7 +36,8 @@ from deepchem_actinn.model import (
     ACTINNModel,
     _metadata_digest,
 )
-from deepchem_actinn.model_file import HYPERPARAMETERS, network_parameters
+from deepchem_actinn.model import file_format as model_module
+from deepchem_actinn.model.file_format import HYPERPARAMETERS, network_parameters
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
 from deepchem_actinn.validation import OptionError
 

@@ -23,19 +23,19 @@ import torch
 from conftest import synthetic_counts, write_counts, write_labels
 
 import deepchem_actinn as da
-from deepchem_actinn import data as data_module
 from deepchem_actinn.data import (
     NAMES_FILE,
     CellDataset,
     ScRNALoader,
+    SparseCellDataset,
     StratifiedSplitter,
     load_disk_dataset,
 )
+from deepchem_actinn.data import cells as data_module
 from deepchem_actinn.errors import InputError, ModelFileError
 from deepchem_actinn.io import CountMatrix, read_counts
 from deepchem_actinn.model import ACTINNModel
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
-from deepchem_actinn.sparse import SparseCellDataset
 
 N_CELLS, N_GENES = 60, 120
 GENES = [f"Gene{i}" for i in range(N_GENES)]
@@ -118,8 +118,9 @@ def test_bare_matrix_needs_genes(fitted, files):
 def test_preprocessing_does_not_import_deepchem():
     code = ("import sys, deepchem_actinn.preprocessing as p; "
             "assert hasattr(p.ScRNAFeaturizer, 'featurize'); print('deepchem' in sys.modules)")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                         check=True, cwd=root)
     assert out.stdout.strip() == "False"
 
 

@@ -10,10 +10,16 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from deepchem_actinn.data import CellDataset, ScRNALoader, StratifiedSplitter
+from deepchem_actinn.data import (
+    CellDataset,
+    ScRNALoader,
+    SparseCellDataset,
+    StratifiedSplitter,
+    featurize_sparse,
+)
 from deepchem_actinn.model import ACTINNModel, GeneLinear
+from deepchem_actinn.model.network import sparse_linear, to_torch_csr
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
-from deepchem_actinn.sparse import SparseCellDataset, featurize_sparse, sparse_linear, to_torch_csr
 from deepchem_actinn.train import featurize, train_reference
 
 

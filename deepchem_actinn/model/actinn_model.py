@@ -1,30 +1,26 @@
-"""ACTINN's network: a pure torch module and the DeepChem ``TorchModel`` around it.
+"""ACTINN as a DeepChem ``TorchModel``: training, the one inference path, saving.
 
-:class:`ActinnClassifier` is the ``nn.Module`` (genes -> 100 -> 50 -> 25 ->
-types, ReLU). :class:`ACTINNModel` trains it the way ACTINN does, through
-DeepChem: softmax cross-entropy, Adam at 1e-4 with a staircase decay of 0.95
-every 1000 steps that really applies (the schedule sits inside the
-optimizer, where ``TorchModel`` reads it), an L2 penalty of 0.005 on the
-weights only (``tf.nn.l2_loss`` semantics, sum of squares / 2; biases are
-not penalised, unlike ``Adam(weight_decay=)``; see :class:`WeightL2Adam`),
-mini-batches of 128 with no padding, 50 epochs.
+:class:`ACTINNModel` trains :class:`~deepchem_actinn.model.network.ActinnClassifier`
+the way ACTINN does, through DeepChem: softmax cross-entropy, Adam at 1e-4
+with a staircase decay of 0.95 every 1000 steps that really applies (the
+schedule sits inside the optimizer, where ``TorchModel`` reads it), an L2
+penalty of 0.005 on the weights only (see
+:class:`~deepchem_actinn.model.training.WeightL2Adam`), mini-batches of 128
+with no padding, 50 epochs. :meth:`ACTINNModel.predict_blocks` is the one
+inference path every prediction goes through.
 
 A trained model is a reusable reference: :meth:`ACTINNModel.save` writes
 its genes, classes, preprocessing and hyper-parameters as JSON beside the
 weights, and :meth:`ACTINNModel.load` rebuilds it in any process without
-unpickling anything.
+unpickling anything (:mod:`deepchem_actinn.model.file_format`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import logging
 import math
 import os
 import pickle
-import shutil
 import warnings
 from typing import (
     Any,
@@ -43,47 +39,39 @@ from typing import (
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from deepchem_actinn import model_file
-from deepchem_actinn.atomic import replace_directory, staging_folder
-from deepchem_actinn.errors import ModelFileError, OutputError, TrainingError
+from deepchem_actinn.errors import ModelFileError
 from deepchem_actinn.io import Names
-from deepchem_actinn.model_file import (  # noqa: F401  (the file format, named here too)
-    MODEL_FILE,
-    MODEL_FORMAT,
-    MODEL_FORMAT_VERSION,
-    WEIGHTS_FILE,
-    _metadata_digest,
-)
-from deepchem_actinn.preprocessing import PreprocessingWarning, ScRNAFeaturizer
-from deepchem_actinn.presets import (  # noqa: F401  (presets, importable from here as before)
+from deepchem_actinn.model import file_format
+from deepchem_actinn.model.file_format import load_model, save_model
+from deepchem_actinn.model.network import ActinnClassifier, to_torch_csr
+from deepchem_actinn.model.presets import (
     ACTINN_DEFAULTS,
-    DEFAULT_PRESET,
     GENE_SELECTION_DEFAULTS,
-    PRESETS,
     TRAINING_OPTIONS,
-    describe_preset,
-    featurizer_for,
     preset_settings,
 )
+from deepchem_actinn.model.training import (
+    WeightL2Adam,
+    _balanced_weights,
+    _DivergenceGuard,
+    _raw_counts_summary,
+    _schedule_value,
+    _SmoothedCrossEntropy,
+)
+from deepchem_actinn.preprocessing import PreprocessingWarning, ScRNAFeaturizer
 from deepchem_actinn.quiet import deepchem_messages_hidden
-from deepchem_actinn.sparse import sparse_linear, to_torch_csr
 from deepchem_actinn.validation import check_model_arguments
 
 with deepchem_messages_hidden():  # DeepChem's import-time lines are not the user's
     import deepchem as dc
-    from deepchem.models.optimizers import Adam, ExponentialDecay, LearningRateSchedule
+    from deepchem.models.optimizers import ExponentialDecay
 
     # From its module: deepchem's pre-releases (Python 3.12, Colab) skip dc.models.TorchModel
     # when `transformers` is not installed, although the class itself imports fine.
     from deepchem.models.torch_models.torch_model import TorchModel
 
-logger = logging.getLogger(__name__)
-
-# Version 1 stored the gene layer's weight as units x genes (nn.Linear's layout).
-_GENE_MAJOR_SINCE = 2
 
 PREDICT_BATCH = 8192
 #: Most probabilities (cells x classes) one prediction block holds: PREDICT_BATCH cells up
@@ -98,7 +86,6 @@ def predict_rows(n_classes: int) -> int:
 
 #: What :meth:`ACTINNModel.predict_blocks` yields: probabilities, logits, embedding.
 PredictionBlock = Tuple[np.ndarray, np.ndarray, np.ndarray]
-
 #: Keyword arguments ACTINNModel passes on to ``dc.models.TorchModel``; any other is a
 #: mistake (a misspelt setting would otherwise vanish into DeepChem's ``**kwargs``).
 _TORCH_MODEL_OPTIONS = {"model_dir", "log_frequency", "tensorboard", "wandb", "wandb_logger"}
@@ -116,361 +103,6 @@ def refuse_unknown_keywords(names: Iterable[str], function: str) -> None:
     if unknown:
         raise TypeError(f"{function}() got unexpected keyword argument"
                         f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
-
-
-class GeneLinear(nn.Module):
-    """The layer that reads the genes: ``x @ weight + bias``, ``weight`` genes x units.
-
-    The numbers of ``nn.Linear(n_genes, units)`` with ``weight`` stored
-    transposed. Gene-major storage is what a sparse batch needs: its forward
-    gathers the weight rows of each cell's expressed genes and its gradient
-    arrives gene by gene (:func:`~deepchem_actinn.sparse.sparse_linear`),
-    with no transposed copy of the network's largest matrix at each step.
-    Dense batches are an ordinary matrix product.
-
-    Examples
-    --------
-    >>> import torch
-    >>> layer = GeneLinear(6, 2)
-    >>> tuple(layer.weight.shape), tuple(layer(torch.ones(3, 6)).shape)
-    ((6, 2), (3, 2))
-    """
-
-    def __init__(self, in_features: int, out_features: int,
-                 generator: Optional[torch.Generator] = None) -> None:
-        super().__init__()
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        # Xavier-uniform drawn as nn.Linear's (units x genes), so seeds keep their weights.
-        weight = torch.empty(self.out_features, self.in_features)
-        nn.init.xavier_uniform_(weight, generator=generator)
-        self.weight = nn.Parameter(weight.t().contiguous())
-        self.bias = nn.Parameter(torch.zeros(self.out_features))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gene_product(x, self.weight, self.bias)
-
-
-def gene_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``x @ weight + bias`` for a dense or sparse batch (``weight`` genes x units)."""
-    if x.layout == torch.strided:
-        return torch.addmm(bias, x, weight)
-    return sparse_linear(x, weight, bias)
-
-
-def gene_means(x: torch.Tensor) -> torch.Tensor:
-    """Each gene's mean over a dense or sparse (CSR) batch."""
-    if x.layout == torch.strided:
-        return x.mean(dim=0)
-    if x.layout != torch.sparse_csr:
-        x = x.to_sparse_csr()
-    sums = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device)
-    return sums.index_add_(0, x.col_indices(), x.values()) / x.shape[0]
-
-
-class ActinnClassifier(nn.Module):
-    """ACTINN's multilayer perceptron as a plain ``torch.nn.Module``.
-
-    Parameters
-    ----------
-    n_genes: int
-        Input features (genes kept by preprocessing).
-    n_classes: int
-        Cell types.
-    hidden_sizes: sequence of int
-        Width of each hidden ReLU layer; ``(100, 50, 25)`` in ACTINN.
-    input_dropout: float
-        Dropout on the input genes while training (0 in ACTINN).
-    dropout_seed: int, optional
-        Seeds the dropout masks with a generator of the module's own, so a
-        seeded model trains the same whatever else used torch's global
-        random state; ``None`` draws from the global state.
-
-    linear_skip: bool
-        Add a second head, genes -> types (a multinomial logistic regression),
-        beside the hidden layers. It reads the genes before input dropout;
-        each head is trained as a classifier of its own.
-    linear_weight: float
-        The linear head's weight in the call (the hidden layers' is
-        ``1 - linear_weight``); the call is the weighted sum of their logits.
-    gene_dropout: float
-        While training, each batch hides this fraction of genes from the
-        linear head, which reads them at their batch mean, as a query
-        lacking a gene reads its reference mean; the kept genes' deviations
-        are scaled by ``1 / (1 - gene_dropout)``. Spreads the head's weight
-        over co-expressed genes, so a query missing some loses less.
-
-    Returns from ``forward``: class probabilities ``(B, 1, K)`` (softmax of
-    the combined logits (:meth:`combine`) divided by the calibration temperature), the logits of
-    each head ``(B, heads, K)`` (one head in ACTINN) and the last hidden layer
-    ``(B, hidden_sizes[-1])``, the shapes DeepChem's classifiers use.
-
-    Examples
-    --------
-    >>> import torch
-    >>> net = ActinnClassifier(n_genes=30, n_classes=4)
-    >>> probs, logits, embedding = net(torch.zeros(2, 30))
-    >>> tuple(probs.shape), tuple(logits.shape), tuple(embedding.shape)
-    ((2, 1, 4), (2, 1, 4), (2, 25))
-    """
-
-    temperature: torch.Tensor  # a buffer (saved with the weights)
-
-    def __init__(self, n_genes: int, n_classes: int,
-                 hidden_sizes: Sequence[int] = (100, 50, 25), input_dropout: float = 0.0,
-                 generator: Optional[torch.Generator] = None,
-                 dropout_seed: Optional[int] = None, linear_skip: bool = False,
-                 linear_weight: float = 0.5, gene_dropout: float = 0.0) -> None:
-        super().__init__()
-        self.gene_dropout = float(gene_dropout)
-        self.dropout_seed = dropout_seed
-        self._dropout_generators: Dict[str, torch.Generator] = {}
-        sizes = [int(n_genes)] + [int(h) for h in hidden_sizes] + [int(n_classes)]
-        # The layer that sees the genes is a GeneLinear (sparse batches, gene-major weights).
-        linear = [GeneLinear(a, b, generator) if i == 0 else nn.Linear(a, b)
-                  for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True))]
-        self.hidden = nn.ModuleList(linear[:-1])
-        self.output = linear[-1]
-        self.input_dropout = nn.Dropout(float(input_dropout))
-        # Temperature scaling (1 = none); a buffer so it is saved with the weights.
-        self.register_buffer("temperature", torch.ones(()))
-        for layer in linear[1:]:
-            nn.init.xavier_uniform_(layer.weight, generator=generator)
-            nn.init.zeros_(layer.bias)
-        # A second head beside the hidden layers: genes -> types, a multinomial logistic
-        # regression inside the network, fed the genes before input dropout.
-        self.skip: Optional[GeneLinear] = None
-        self.linear_weight = float(linear_weight)
-        if linear_skip:
-            self.skip = GeneLinear(sizes[0], sizes[-1], generator)
-            nn.init.zeros_(self.skip.weight)
-
-    def layers(self) -> List[nn.Module]:
-        """The linear layers, input to output (the first one a :class:`GeneLinear`)."""
-        return list(self.hidden) + [self.output]
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self._drop_inputs(x)
-        for layer in self.hidden:
-            h = F.relu(layer(h))
-        heads = [self.output(h)]
-        if self.skip is not None:
-            heads.append(self._linear_head(x))
-        logits = torch.stack(heads, dim=1)  # (B, heads, K); each head trained as a classifier
-        probs = F.softmax(self.combine(logits) / self.temperature, dim=-1)
-        return probs.unsqueeze(1), logits, h
-
-    def _linear_head(self, x: torch.Tensor) -> torch.Tensor:
-        assert self.skip is not None
-        rate = self.gene_dropout
-        if not self.training or rate == 0.0:
-            return self.skip(x)
-        weight = self.skip.weight
-        keep = torch.rand(weight.shape[0], generator=self.dropout_generator(x.device),
-                          device=x.device) >= rate
-        scaled = weight * (keep.to(weight.dtype) / (1.0 - rate)).unsqueeze(1)
-        # x' = m + keep * (x - m) / (1 - rate) with m the batch mean, so
-        # x' @ W = x @ scaled + m @ (W - scaled).
-        shift = gene_means(x).detach() @ (weight - scaled)
-        return gene_product(x, scaled, self.skip.bias + shift)
-
-    def combine(self, logits: torch.Tensor) -> torch.Tensor:
-        """The logits of the call from each head's ``(B, heads, K)``: the hidden layers'
-        and the linear head's, weighted ``1 - linear_weight`` and ``linear_weight`` (a
-        weighted product of their probabilities)."""
-        if logits.shape[1] == 1:
-            return logits[:, 0]
-        return (1.0 - self.linear_weight) * logits[:, 0] + self.linear_weight * logits[:, 1]
-
-    def dropout_generator(self, device: torch.device) -> Optional[torch.Generator]:
-        """The seeded generator of the dropout masks on ``device`` (made on first use)."""
-        if self.dropout_seed is None:
-            return None
-        key = str(device)
-        if key not in self._dropout_generators:
-            generator = torch.Generator(device=device)
-            generator.manual_seed(int(self.dropout_seed))
-            self._dropout_generators[key] = generator
-        return self._dropout_generators[key]
-
-    def _drop_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        rate = float(self.input_dropout.p)
-        if not self.training or rate == 0.0:
-            return x
-        if x.layout == torch.sparse_csr and self.dropout_seed is not None:
-            # Dropping a zero changes nothing, so only the stored values are masked and the
-            # batch stays sparse; the mask is the dense path's (same draws, same model).
-            keep = torch.rand(x.shape, generator=self.dropout_generator(x.device),
-                              device=x.device) >= rate
-            rows = torch.repeat_interleave(torch.arange(x.shape[0], device=x.device),
-                                           x.crow_indices().diff())
-            kept = keep[rows, x.col_indices()]
-            return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(),
-                                           x.values() * kept / (1.0 - rate), x.shape,
-                                           check_invariants=False)  # x's own structure
-        if x.layout != torch.strided:
-            x = x.to_dense()
-        if self.dropout_seed is None:
-            return self.input_dropout(x)
-        keep = torch.rand(x.shape, generator=self.dropout_generator(x.device),
-                          device=x.device) >= rate
-        return x * keep / (1.0 - rate)
-
-
-def _balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
-    """``n / (k * n_c)`` per class (scikit-learn's "balanced"); absent classes get 0."""
-    labels = np.asarray(y).ravel().astype(np.int64)
-    counts = np.bincount(labels[labels >= 0], minlength=n_classes).astype(np.float64)
-    present = counts > 0
-    weights = np.zeros(n_classes)
-    weights[present] = counts.sum() / (present.sum() * counts[present])
-    return weights
-
-
-class WeightL2Adam(Adam):
-    """DeepChem's ``Adam`` with ACTINN's L2 penalty on weight matrices only.
-
-    ACTINN adds ``l2 * sum(W**2) / 2`` (``tf.nn.l2_loss``) over its weights to
-    the loss, i.e. ``l2 * W`` to their gradients: exactly what torch's Adam
-    ``weight_decay`` adds before the moment updates. Applying it there, in a
-    parameter group of the weights alone (biases get none, unlike
-    ``Adam(weight_decay=)``), trains the same network without a second pass
-    over the weights for the penalty, and lets the whole update run as one
-    fused kernel where torch has one. Reported losses are the cross-entropy
-    alone.
-
-    Examples
-    --------
-    >>> import torch
-    >>> net = torch.nn.Linear(3, 2)
-    >>> groups = WeightL2Adam(learning_rate=1e-3, l2=0.005)._create_pytorch_optimizer(
-    ...     net.parameters()).param_groups
-    >>> [(len(g["params"]), g["weight_decay"]) for g in groups]
-    [(1, 0.005), (1, 0.0)]
-    """
-
-    def __init__(self, learning_rate: Any = 1e-4, l2: float = 0.0,
-                 other_l2: Optional[Dict[int, float]] = None, **kwargs: Any) -> None:
-        super().__init__(learning_rate=learning_rate, **kwargs)
-        self.l2 = float(l2)
-        self.other_l2 = dict(other_l2 or {})  # id(weight) -> its own L2 (the linear head's)
-
-    def _create_pytorch_optimizer(self, params: Iterable[torch.Tensor]) -> torch.optim.Adam:
-        params = list(params)
-        weights = [p for p in params if p.ndim > 1]
-        groups = [{"params": [p for p in weights if id(p) not in self.other_l2],
-                   "weight_decay": self.l2}]
-        for value in sorted(set(self.other_l2.values())):
-            groups.append({"params": [p for p in weights if self.other_l2.get(id(p)) == value],
-                           "weight_decay": value})
-        groups.append({"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0})
-        groups = [group for group in groups if group["params"]]
-        lr = (self.learning_rate.initial_rate
-              if isinstance(self.learning_rate, LearningRateSchedule) else self.learning_rate)
-        options = {"lr": lr, "betas": (self.beta1, self.beta2), "eps": self.epsilon}
-        try:
-            # One kernel for the whole update (torch >= 2.4 on CPU, CUDA).
-            return torch.optim.Adam(groups, fused=True, **options)  # type: ignore[arg-type]
-        except (RuntimeError, TypeError, ValueError):
-            return torch.optim.Adam(groups, **options)  # type: ignore[arg-type]
-
-
-def _schedule_value(schedule: Any, step: int) -> float:
-    """Learning rate of a DeepChem schedule (or constant) after ``step`` steps."""
-    if isinstance(schedule, ExponentialDecay):
-        exponent = step / schedule.decay_steps
-        if schedule.staircase:
-            exponent = math.floor(exponent)
-        return float(schedule.initial_rate * schedule.decay_rate ** exponent)
-    return float(schedule)
-
-
-class _SmoothedCrossEntropy(dc.models.losses.Loss):
-    """``SparseSoftmaxCrossEntropy`` with label smoothing (targets ``1 - e`` + ``e / K``),
-    averaged over the heads of ``(B, heads, K)`` logits (each head a classifier)."""
-
-    def __init__(self, smoothing: float) -> None:
-        super().__init__()
-        self.smoothing = float(smoothing)
-
-    def _create_pytorch_loss(self) -> Callable:
-        ce_loss = nn.CrossEntropyLoss(reduction="none", label_smoothing=self.smoothing)
-
-        def loss(output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            if len(output.shape) == 3:  # (B, heads, K) -> (B, K, heads)
-                output = output.permute(0, 2, 1)
-                labels = labels.reshape(len(labels), -1)[:, :1].expand(-1, output.shape[2])
-            elif len(labels.shape) == len(output.shape):
-                labels = labels.squeeze(-1)
-            return ce_loss(output, labels.long())
-
-        return loss
-
-
-class _DivergenceGuard:
-    """Wraps the loss to see each step's value; ``check`` (a fit callback) raises on NaN/inf.
-
-    Values are inspected every ``every`` steps, so a GPU is not synchronised
-    at each step. Their sum and number are kept for :meth:`totals` (progress
-    bars show the mean loss from them, without a second forward pass).
-    """
-
-    def __init__(self, loss: Callable, every: int) -> None:
-        self.loss, self.every = loss, every
-        self.pending: List[torch.Tensor] = []
-        self.total, self.count = 0.0, 0  # the checked values
-
-    def totals(self) -> Tuple[float, int]:
-        """Sum and number of the batch losses so far (reading pending ones syncs a GPU)."""
-        if not self.pending:
-            return self.total, self.count
-        pending = float(torch.stack(self.pending).double().sum())
-        return self.total + pending, self.count + len(self.pending)
-
-    def __call__(self, *args: Any) -> torch.Tensor:
-        value = self.loss(*args)
-        self.pending.append(value.detach().reshape(()))
-        return value
-
-    def check(self, model: ACTINNModel, step: int, final: bool = False) -> None:
-        if not self.pending or (len(self.pending) < self.every and not final):
-            return
-        values = torch.stack(self.pending).cpu()
-        self.pending.clear()
-        bad = torch.nonzero(~torch.isfinite(values)).ravel()
-        if len(bad):
-            value = float(values[int(bad[0])])
-            shown = "NaN" if math.isnan(value) else "infinite"
-            at = step - len(values) + 1 + int(bad[0])
-            rate = _schedule_value(model.optimizer.learning_rate, 0)
-            raise TrainingError(f"training diverged: loss became {shown} at step {at}; try a "
-                                f"lower --learning-rate (this run: {rate:g})")
-        self.total += float(values.double().sum())
-        self.count += len(values)
-
-
-RAW_COUNT_ROW_SUM = 100  # median cell total above which integer data are counts, not 0/1 flags
-
-
-def _raw_counts_summary(dataset: Any, rows: int = 1000) -> str:
-    """Why ``dataset`` looks like unfeaturised counts, or ``""``.
-
-    Non-negative integers with a median of at least ``RAW_COUNT_ROW_SUM`` per
-    cell: ACTINN's features (log2 of normalised counts) are not integers.
-    Only the first ``rows`` cells of in-memory datasets are looked at (a
-    sharded dataset would be read from disk).
-    """
-    from deepchem_actinn.data import SparseCellDataset
-    if not isinstance(dataset, (dc.data.NumpyDataset, SparseCellDataset)):
-        return ""
-    X = dataset.X[:rows]
-    values = X.data if sp.issparse(X) else np.asarray(X)
-    if values.size == 0 or values.min() < 0 or not np.array_equal(values, np.round(values)):
-        return ""
-    totals = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-    median = float(np.median(totals))
-    if median < RAW_COUNT_ROW_SUM:
-        return ""
-    return f"non-negative integers, a median of {median:,.0f} per cell"
 
 
 def _record_gene_selection(settings: Dict[str, Any], featurizer: ScRNAFeaturizer) -> None:
@@ -836,7 +468,7 @@ class ACTINNModel(TorchModel):
                 raise ModelFileError("no checkpoint found (checkpoint*.pt)", folder)
             checkpoint = checkpoints[0]
         try:
-            data = model_file.load_tensors(checkpoint, self.device)
+            data = file_format.load_tensors(checkpoint, self.device)
         except pickle.UnpicklingError as exc:
             raise ModelFileError("checkpoint holds Python objects, not only tensors: refused, "
                                  "since loading it could run code", checkpoint) from exc
@@ -871,7 +503,7 @@ class ACTINNModel(TorchModel):
                           ) -> Tuple[Optional[ScRNAFeaturizer], Optional[List[str]]]:
         """The featurizer and classes of a checkpoint this model lacks (checked before any
         state changes); ModelFileError when they contradict the ones it has."""
-        state, classes = model_file.checkpoint_names(data, self.n_genes, self.n_classes,
+        state, classes = file_format.checkpoint_names(data, self.n_genes, self.n_classes,
                                                      checkpoint)
         featurizer = None
         if state is not None:
@@ -1007,62 +639,7 @@ class ACTINNModel(TorchModel):
         written under a temporary name and renamed into place, so an
         interrupted save leaves the previous model or nothing.
         """
-        if self.featurizer is None or self.featurizer.genes_ is None:
-            raise ValueError("a model needs its fitted featurizer to be saved as a reference")
-        from deepchem_actinn import __version__
-        target = os.path.abspath(os.fspath(directory))
-        if os.path.isdir(target) and os.listdir(target) and not os.path.isfile(
-                os.path.join(target, MODEL_FILE)):
-            # Never swap out a folder that is not a model: it may hold the user's data.
-            raise ModelFileError("exists, is not empty and is not a model directory; "
-                                 "choose a new --model-dir", target)
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        bad = model_file.nonfinite_tensor(state)
-        if bad is not None:  # a diverged model would call every cell the first class
-            raise TrainingError(f"not saved: the weights ({bad}) hold NaN or infinite values, "
-                                "so training diverged; try a lower learning rate", target)
-        buffer = io.BytesIO()
-        torch.save(state, buffer)  # in memory: a full disk is then our OSError, named below
-        weights = buffer.getvalue()
-        parent = os.path.dirname(target)
-        writing = target
-        try:
-            os.makedirs(parent, exist_ok=True)
-            staging = staging_folder(target)
-        except OSError as exc:
-            raise OutputError(f"cannot create the model directory ({exc.strerror})",
-                              target) from None
-        try:
-            writing = os.path.join(target, WEIGHTS_FILE)
-            _write_bytes(os.path.join(staging, WEIGHTS_FILE), weights)
-            meta = {
-                "format": MODEL_FORMAT,
-                "format_version": MODEL_FORMAT_VERSION,
-                "package_version": __version__,
-                "n_genes": self.n_genes,
-                "n_classes": self.n_classes,
-                "classes": [str(c) for c in self.classes],
-                "hyperparameters": self.hyperparameters,
-                "featurizer": self.featurizer.to_dict(),
-                "global_step": int(self._global_step) if self._built else 0,
-                "weights_sha256": hashlib.sha256(weights).hexdigest(),
-            }
-            meta["metadata_sha256"] = _metadata_digest(meta)  # last: covers every field
-            model_file.validate_metadata(meta, target)  # never write what load() refuses
-            writing = os.path.join(target, MODEL_FILE)
-            _write_json(os.path.join(staging, MODEL_FILE), meta)
-            writing = target
-            # Only the model's own files are replaced: anything else in the folder stays.
-            replace_directory(staging, target, own=(MODEL_FILE, WEIGHTS_FILE))
-        except OSError as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            kept = "the previous model is kept" if os.path.isdir(target) else "nothing was saved"
-            raise OutputError(f"cannot write the model ({exc.strerror or exc}); {kept}",
-                              writing) from None
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+        return save_model(self, directory)
 
     @classmethod
     def load(cls, directory: Union[str, os.PathLike[str]],
@@ -1071,81 +648,14 @@ class ACTINNModel(TorchModel):
         """Rebuild a model saved by :meth:`save`, ready to predict.
 
         Nothing is unpickled: the metadata is JSON checked field by field
-        against a schema (:mod:`deepchem_actinn.model_file`), the weights are
+        against a schema (:mod:`deepchem_actinn.model.file_format`), the weights are
         read once, checked against their SHA-256 and deserialised from those
         bytes with ``torch.load(weights_only=True)``; both come from one state
         of the folder even while ``save`` replaces it. A directory that is not
         a model, is damaged or crafted, or comes from a newer format raises
         :class:`~deepchem_actinn.errors.ModelFileError`.
         """
-        folder = os.fspath(directory)
-        meta, data = model_file.read_model_snapshot(folder)
-        assert data is not None
-        state = model_file.load_weights(data, folder)
-        # Bound what building the network allocates by what the file holds.
-        declared = model_file.declared_parameters(meta)
-        held = sum(t.numel() for t in state.values())
-        if declared > held:
-            raise ModelFileError(f"{WEIGHTS_FILE} does not fit the network described in "
-                                 f"{MODEL_FILE} ({declared:,} parameters declared, {held:,} "
-                                 "stored)", folder)
-        try:
-            featurizer = ScRNAFeaturizer.from_dict(meta["featurizer"])
-            # A training option the file does not name came after it: it was off then.
-            params = {**TRAINING_OPTIONS, **meta["hyperparameters"]}
-            model = cls(int(meta["n_genes"]), int(meta["n_classes"]),
-                        classes=meta["classes"], featurizer=featurizer, device=device,
-                        **params, **kwargs)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"inconsistent {MODEL_FILE}: {exc}", folder) from exc
-        if int(meta["format_version"]) < _GENE_MAJOR_SINCE:
-            state = _gene_major(state, model.model)
-        expected = model.model.state_dict()
-        if set(state) != set(expected) or any(state[k].shape != expected[k].shape
-                                              for k in expected):
-            raise ModelFileError(f"{WEIGHTS_FILE} does not fit the network described in "
-                                 f"{MODEL_FILE}", folder)
-        model.model.load_state_dict(state)
-        model._ensure_built()
-        model._global_step = int(meta.get("global_step", 0))
-        model.loaded_from = os.path.abspath(folder)
-        model._sync_schedule()
-        return model
-
-
-def read_model_metadata(directory: str) -> Dict[str, Any]:
-    """Read ``actinn_model.json`` and check it against its schema; ModelFileError says why not.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> read_model_metadata(tempfile.mkdtemp())
-    Traceback (most recent call last):
-    ...
-    deepchem_actinn.errors.ModelFileError: ...: not a deepchem_actinn model directory ...
-    """
-    return model_file.read_model_snapshot(os.fspath(directory), with_weights=False)[0]
-
-
-def _gene_major(state: Dict[str, Any], net: ActinnClassifier) -> Dict[str, Any]:
-    """A version-1 state dict with its gene layer's weight transposed to genes x units."""
-    key = "hidden.0.weight" if len(net.hidden) else "output.weight"
-    value = state.get(key)
-    if isinstance(value, torch.Tensor) and value.ndim == 2:
-        state = {**state, key: value.t().contiguous()}
-    return state
-
-
-def _write_json(path: str, payload: Dict[str, Any]) -> None:
-    _write_bytes(path, json.dumps(payload, indent=1).encode("utf-8"))
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-    """Write and fsync a new file (a full disk raises OSError here, which save() names)."""
-    with open(path, "xb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+        return load_model(cls, directory, device, **kwargs)
 
 
 def _matrices(data: Any) -> Iterator[Any]:

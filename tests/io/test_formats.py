@@ -23,9 +23,10 @@ from deepchem_actinn.io import (
     CountMatrix,
     CountMatrixWarning,
     detect_format,
+    output_format,
     read_counts,
+    write_counts,
 )
-from deepchem_actinn.writers import output_format, write_counts
 
 N_CELLS, N_GENES = 12, 9
 SYMBOLS = [f"Gene{i}" for i in range(N_GENES)]          # mixed case, as in mouse data

@@ -3,9 +3,10 @@
 Counts files are routinely downloaded from strangers, so each reader checks
 what a file *claims* (dimensions, dataset sizes, sparse structure) before
 it allocates memory for it or indexes with it. The whole-file readers of
-:mod:`deepchem_actinn.io` and the chunked readers of
-:mod:`deepchem_actinn.streaming` call the same functions here, so a file
-refused by one path is refused, with the same line, by the others.
+each format in :mod:`deepchem_actinn.io` and the chunked reader
+(:mod:`deepchem_actinn.io.chunked`) call the same functions here, so a file
+refused by one path is refused, with the same line, by the others. Whether
+a path is a readable, non-empty file is checked here too.
 
 Every failure is an :class:`~deepchem_actinn.errors.InputError`: one line
 naming the file and the problem.
@@ -36,6 +37,17 @@ MAX_TEXT_COLUMNS = 200_000
 MAX_HEADER_BYTES = 32 << 20
 #: Matrix Market needs at least this many bytes per coordinate entry ("1 1 1\n").
 _MIN_MTX_ENTRY_BYTES = 6
+
+
+def _check_readable(path: Any) -> str:
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise InputError("file not found", name)
+    if os.path.isdir(name):
+        raise InputError("is a directory, expected a file", name)
+    if os.path.getsize(name) == 0:
+        raise InputError("file is empty", name)
+    return name
 
 
 def _gib(n: float) -> str:

@@ -27,11 +27,10 @@ from conftest import write_counts, write_labelled_counts
 import deepchem_actinn as da
 from deepchem_actinn import cli
 from deepchem_actinn.errors import InputError
-from deepchem_actinn.io import check_counts, read_counts, read_pandas_hdf
-from deepchem_actinn.pandas_hdf import literal_pickle
+from deepchem_actinn.io import ChunkedCounts, check_counts, read_counts, read_pandas_hdf
+from deepchem_actinn.io.pandas_hdf import literal_pickle
+from deepchem_actinn.io.writers import write_10x_h5
 from deepchem_actinn.sample_data import sample_files, tutorial_files
-from deepchem_actinn.streaming import ChunkedCounts
-from deepchem_actinn.writers import write_10x_h5
 
 N_CELLS, N_GENES = 60, 40
 ONE_LINE = "deepchem-actinn: error: "
@@ -193,7 +192,7 @@ def test_literal_pickles_decode_and_code_pickles_are_refused():
     # ...anything that imports or calls is not evaluated.
     import pickle
 
-    from deepchem_actinn.pandas_hdf import _NotLiteral
+    from deepchem_actinn.io.pandas_hdf import _NotLiteral
     with pytest.raises(_NotLiteral):
         literal_pickle(pickle.dumps(Payload("never"), 0))
 
@@ -419,7 +418,7 @@ def test_matrix_market_headers_are_checked(size_line, gz, pattern, tmp_path):
 
 
 def test_wide_text_header_is_refused_before_parsing(tmp_path, capsys, monkeypatch):
-    from deepchem_actinn import file_checks as validation
+    from deepchem_actinn.io import checks as validation
 
     path = tmp_path / "wide.csv"
     columns = validation.MAX_TEXT_COLUMNS + 1
@@ -472,7 +471,7 @@ def test_datasets_declaring_more_than_the_file_holds(fmt, good, tmp_path):
 
 
 def test_arrays_larger_than_memory_are_refused_before_reading(good, tmp_path, monkeypatch):
-    from deepchem_actinn import file_checks as validation
+    from deepchem_actinn.io import checks as validation
 
     path = os.fspath(tmp_path / "good.h5")
     write_10x_h5(good["X"], good["genes"], good["cells"], path)
