@@ -13,7 +13,7 @@ import importlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -21,9 +21,17 @@ import pandas as pd
 from deepchem_actinn.errors import InputError
 from deepchem_actinn.io import CHUNK_CELLS, ChunkedCounts, PathLike, as_count_matrix
 from deepchem_actinn.io.h5ad import _import_anndata
-from deepchem_actinn.model.actinn_model import ACTINNModel
+from deepchem_actinn.model.file_format import load_reference
+from deepchem_actinn.model.inference import Reference
 from deepchem_actinn.preprocessing import GeneOverlap, PreprocessingWarning, chunk_transform
 from deepchem_actinn.validation import UNASSIGNED, check_number
+
+if TYPE_CHECKING:
+    from deepchem_actinn.model.actinn_model import ACTINNModel
+
+#: A trained model as annotation uses it: the DeepChem model, or a folder loaded for
+#: annotation alone (:func:`~deepchem_actinn.model.file_format.load_reference`).
+TrainedModel = Union["ACTINNModel", Reference]
 
 IN_MEMORY = "<in memory>"
 UNASSIGNED_COLOR = "#d3d3d3"  # light grey, as CellTypist and scanpy draw missing values
@@ -318,7 +326,7 @@ def _vote(labels: np.ndarray, groups: np.ndarray, categories: List[str]) -> np.n
     return voted
 
 
-def top_calls(model: ACTINNModel, X: Any) -> Tuple[np.ndarray, np.ndarray]:
+def top_calls(model: TrainedModel, X: Any) -> Tuple[np.ndarray, np.ndarray]:
     """Index and probability of each featurised cell's most probable class.
 
     Block by block (:meth:`ACTINNModel.predict_blocks`): never a cells x classes matrix.
@@ -330,7 +338,7 @@ def top_calls(model: ACTINNModel, X: Any) -> Tuple[np.ndarray, np.ndarray]:
     return np.concatenate(best), np.concatenate(top)
 
 
-def calls(model: ACTINNModel, probabilities: np.ndarray, threshold: Optional[float]
+def calls(model: TrainedModel, probabilities: np.ndarray, threshold: Optional[float]
           ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(labels, predicted, probability)`` of a block of cells' probabilities.
 
@@ -348,7 +356,7 @@ def calls(model: ACTINNModel, probabilities: np.ndarray, threshold: Optional[flo
 Blocks = Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def prediction_blocks(data: Any, model: ACTINNModel, key: Optional[str] = None, *,
+def prediction_blocks(data: Any, model: TrainedModel, key: Optional[str] = None, *,
                       format: Optional[str] = None, layer: Optional[str] = None,
                       gene_column: Optional[str] = None, cells_as_rows: bool = False,
                       gene_ids: bool = False, chunk_cells: Optional[int] = None
@@ -388,7 +396,7 @@ def prediction_blocks(data: Any, model: ACTINNModel, key: Optional[str] = None, 
     return model.featurizer.overlap(matrix.genes), blocks()
 
 
-def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional[float] = None,
+def annotate(data: Any, model: Union[TrainedModel, PathLike], threshold: Optional[float] = None,
              key: Optional[str] = None, *, format: Optional[str] = None,
              layer: Optional[str] = None, gene_column: Optional[str] = None,
              cells_as_rows: bool = False, gene_ids: bool = False,
@@ -404,7 +412,9 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
         Matrix Market folder, CSV/TSV, ``.h5ad``), an ``AnnData``, or a
         genes x cells ``DataFrame``.
     model: ACTINNModel or path
-        A trained model or a directory written by ``ACTINNModel.save``.
+        A trained model or a directory written by ``ACTINNModel.save`` (loaded
+        with :func:`~deepchem_actinn.model.file_format.load_reference`: the same
+        calls, without importing DeepChem).
     threshold: float, optional
         Cells whose top probability is below it are labelled ``Unassigned``.
     key, format, layer, gene_column, cells_as_rows, gene_ids:
@@ -445,10 +455,12 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
     if threshold is not None:
         threshold = check_number("threshold", threshold)
     source = getattr(model, "loaded_from", None) or IN_MEMORY
-    if not isinstance(model, ACTINNModel):
+    if isinstance(model, (str, os.PathLike)):  # loaded for annotation alone: no DeepChem
         source = os.path.abspath(os.fspath(model))
-        model = ACTINNModel.load(model)
-    overlap, blocks = prediction_blocks(data, model, key, format=format, layer=layer,
+        trained: TrainedModel = load_reference(model)
+    else:
+        trained = model
+    overlap, blocks = prediction_blocks(data, trained, key, format=format, layer=layer,
                                         gene_column=gene_column, cells_as_rows=cells_as_rows,
                                         gene_ids=gene_ids, chunk_cells=chunk_cells)
     cells, kept, best, top, embeddings = [], [], [], [], []
@@ -459,19 +471,19 @@ def annotate(data: Any, model: Union[ACTINNModel, PathLike], threshold: Optional
         best.append(p.argmax(axis=1))
         top.append(p.max(axis=1))
         embeddings.append(h)
-    n_hidden = model.settings["hidden_sizes"][-1]
-    every = (np.concatenate(kept) if kept else np.zeros((0, model.n_classes), np.float32)) \
+    n_hidden = trained.settings["hidden_sizes"][-1]
+    every = (np.concatenate(kept) if kept else np.zeros((0, trained.n_classes), np.float32)) \
         if probabilities else None
-    predicted = model.classes[np.concatenate(best) if best else np.zeros(0, np.int64)]
+    predicted = trained.classes[np.concatenate(best) if best else np.zeros(0, np.int64)]
     probability = np.concatenate(top) if top else np.zeros(0, np.float32)
     labels = predicted.copy()
     if threshold is not None:
         labels[probability < float(threshold)] = UNASSIGNED
     return AnnotationResult(np.concatenate(cells) if cells else np.zeros(0, object), labels,
-                            predicted, probability, every, model.classes,
+                            predicted, probability, every, trained.classes,
                             np.concatenate(embeddings) if embeddings
                             else np.zeros((0, n_hidden), np.float32), threshold, overlap,
-                            model.preset, source)
+                            trained.preset, source)
 
 
 def _count_empty(features: Any, present: np.ndarray) -> int:
@@ -491,7 +503,7 @@ def _check_empty_cells(n_empty: int, n_cells: int, source: str) -> None:
                       "unreliable", PreprocessingWarning, stacklevel=3)
 
 
-def _chunk_blocks(path: str, model: ACTINNModel, chunk_cells: int,
+def _chunk_blocks(path: str, model: TrainedModel, chunk_cells: int,
                   layer: Optional[str] = None, gene_ids: bool = False,
                   genome: Optional[str] = None) -> Tuple[GeneOverlap, Blocks]:
     """:func:`prediction_blocks` of a 10x HDF5 / CSR ``.h5ad`` file, one chunk at a time."""

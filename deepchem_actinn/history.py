@@ -111,7 +111,7 @@ def score(model: Any, dataset: Any) -> Tuple[float, float]:
     w_all = np.asarray(dataset.w).reshape(len(dataset), -1)[:, 0] if len(dataset.w) \
         else np.ones(len(y_all))
     total_loss, correct, counted = 0.0, 0, 0
-    from deepchem_actinn.model.actinn_model import predict_rows
+    from deepchem_actinn.model.inference import predict_rows
     # Many types: fewer cells a block, so logits stay within predict_rows' budget.
     rows = min(SCORE_BATCH, predict_rows(getattr(model, "n_classes", 1)))
     start = 0

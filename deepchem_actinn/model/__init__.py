@@ -48,9 +48,11 @@ _EXPORTS = {
     "WeightL2Adam": "training", "_DivergenceGuard": "training",
     "_balanced_weights": "training", "RAW_COUNT_ROW_SUM": "training",
     # the DeepChem model
-    "ACTINNModel": "actinn_model", "PREDICT_BATCH": "actinn_model",
-    "PREDICT_VALUES": "actinn_model", "PredictionBlock": "actinn_model",
-    "predict_rows": "actinn_model", "refuse_unknown_keywords": "actinn_model",
+    "ACTINNModel": "actinn_model", "refuse_unknown_keywords": "actinn_model",
+    # the one inference path, and a saved model loaded for it alone (no DeepChem)
+    "PREDICT_BATCH": "inference", "PREDICT_VALUES": "inference",
+    "PredictionBlock": "inference", "predict_rows": "inference",
+    "predict_blocks": "inference", "Reference": "inference", "load_reference": "file_format",
 }
 
 __all__ = [name for name in _EXPORTS if not name.startswith("_")]
@@ -68,14 +70,7 @@ def __dir__() -> list:
 
 
 if TYPE_CHECKING:  # static checkers see the eager imports
-    from deepchem_actinn.model.actinn_model import (
-        PREDICT_BATCH,
-        PREDICT_VALUES,
-        ACTINNModel,
-        PredictionBlock,
-        predict_rows,
-        refuse_unknown_keywords,
-    )
+    from deepchem_actinn.model.actinn_model import ACTINNModel, refuse_unknown_keywords
     from deepchem_actinn.model.file_format import (
         MODEL_FILE,
         MODEL_FORMAT,
@@ -83,8 +78,17 @@ if TYPE_CHECKING:  # static checkers see the eager imports
         WEIGHTS_FILE,
         _metadata_digest,
         load_model,
+        load_reference,
         read_model_metadata,
         save_model,
+    )
+    from deepchem_actinn.model.inference import (
+        PREDICT_BATCH,
+        PREDICT_VALUES,
+        PredictionBlock,
+        Reference,
+        predict_blocks,
+        predict_rows,
     )
     from deepchem_actinn.model.network import (
         ActinnClassifier,

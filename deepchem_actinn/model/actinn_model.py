@@ -33,7 +33,6 @@ from typing import (
     Sequence,
     Tuple,
     Union,
-    cast,
 )
 
 import numpy as np
@@ -45,6 +44,7 @@ from deepchem_actinn.errors import ModelFileError
 from deepchem_actinn.io import Names
 from deepchem_actinn.model import file_format
 from deepchem_actinn.model.file_format import load_model, save_model
+from deepchem_actinn.model.inference import PredictionBlock, predict_blocks
 from deepchem_actinn.model.network import ActinnClassifier, to_torch_csr
 from deepchem_actinn.model.presets import (
     ACTINN_DEFAULTS,
@@ -73,19 +73,6 @@ with deepchem_messages_hidden():  # DeepChem's import-time lines are not the use
     from deepchem.models.torch_models.torch_model import TorchModel
 
 
-PREDICT_BATCH = 8192
-#: Most probabilities (cells x classes) one prediction block holds: PREDICT_BATCH cells up
-#: to 2,048 classes, fewer cells beyond, so 30,000 classes never need cells x classes.
-PREDICT_VALUES = 1 << 24
-
-
-def predict_rows(n_classes: int) -> int:
-    """Cells per prediction block: at most :data:`PREDICT_VALUES` probabilities each."""
-    return max(1, min(PREDICT_BATCH, PREDICT_VALUES // max(int(n_classes), 1)))
-
-
-#: What :meth:`ACTINNModel.predict_blocks` yields: probabilities, logits, embedding.
-PredictionBlock = Tuple[np.ndarray, np.ndarray, np.ndarray]
 #: Keyword arguments ACTINNModel passes on to ``dc.models.TorchModel``; any other is a
 #: mistake (a misspelt setting would otherwise vanish into DeepChem's ``**kwargs``).
 _TORCH_MODEL_OPTIONS = {"model_dir", "log_frequency", "tensorboard", "wandb", "wandb_logger"}
@@ -594,23 +581,7 @@ class ACTINNModel(TorchModel):
         first layer sum in different orders). The network is in evaluation
         mode while a block is computed.
         """
-        step = int(rows) if rows else predict_rows(self.n_classes)
-        for X in _matrices(data):
-            for start in range(0, X.shape[0], step):
-                block = sp.csr_matrix(X[start:start + step], dtype=np.float32)
-                block.sum_duplicates()  # sorted column indices within each cell
-                block.eliminate_zeros()
-                module = self.model
-                was_training = module.training
-                module.eval()
-                try:
-                    with torch.no_grad():  # per block: a suspended generator must not hold it
-                        p, z, h = module(to_torch_csr(block, self.device))
-                finally:
-                    module.train(was_training)
-                # Logits: the heads combined, as the call combines them (DDP wraps the net).
-                net = cast(ActinnClassifier, getattr(module, "module", module))
-                yield (p[:, 0, :].cpu().numpy(), net.combine(z).cpu().numpy(), h.cpu().numpy())
+        return predict_blocks(self.model, data, self.device, self.n_classes, rows)
 
     def predict_on_batch(self, X: Any, transformers: List = []) -> Any:
         """DeepChem's ``predict_on_batch`` (probabilities ``(B, 1, n_classes)``), also for a
@@ -656,14 +627,3 @@ class ACTINNModel(TorchModel):
         :class:`~deepchem_actinn.errors.ModelFileError`.
         """
         return load_model(cls, directory, device, **kwargs)
-
-
-def _matrices(data: Any) -> Iterator[Any]:
-    """The cells x genes matrices of ``data``: itself, a dataset's ``X``, or shard windows."""
-    if hasattr(data, "windows"):  # ShardedCellDataset: no X in memory
-        for X, _, _ in data.windows(shuffle=False):
-            yield X
-    elif isinstance(data, dc.data.Dataset):
-        yield data.X
-    else:
-        yield data

@@ -66,6 +66,7 @@ from typing import (
     Union,
 )
 
+import numpy as np
 import torch
 
 from deepchem_actinn.atomic import replace_directory, staging_folder
@@ -705,11 +706,9 @@ def save_model(model: Any, directory: Union[str, os.PathLike[str]]) -> str:
     return target
 
 
-def load_model(cls: Any, directory: Union[str, os.PathLike[str]],
-               device: Optional[Union[str, torch.device]] = None, **kwargs: Any) -> Any:
-    """Rebuild the ``cls`` model (:class:`~deepchem_actinn.model.ACTINNModel`) saved in
-    ``directory``; see :meth:`ACTINNModel.load`."""
-    folder = os.fspath(directory)
+def _read_for_loading(folder: str) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor],
+                                            ScRNAFeaturizer, Dict[str, Any]]:
+    """The checked metadata, weights, featurizer and hyperparameters of a model folder."""
     meta, data = read_model_snapshot(folder)
     assert data is not None
     state = load_weights(data, folder)
@@ -722,26 +721,81 @@ def load_model(cls: Any, directory: Union[str, os.PathLike[str]],
                              "stored)", folder)
     try:
         featurizer = ScRNAFeaturizer.from_dict(meta["featurizer"])
-        # A training option the file does not name came after it: it was off then.
-        params = {**TRAINING_OPTIONS, **meta["hyperparameters"]}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"inconsistent {MODEL_FILE}: {exc}", folder) from exc
+    # A training option the file does not name came after it: it was off then.
+    params = {**TRAINING_OPTIONS, **meta["hyperparameters"]}
+    return meta, state, featurizer, params
+
+
+def _load_state(network: Any, state: Dict[str, torch.Tensor], meta: Mapping[str, Any],
+                folder: str) -> None:
+    """Put the saved weights into ``network``, if they are the network's."""
+    if int(meta["format_version"]) < _GENE_MAJOR_SINCE:
+        state = _gene_major(state, network)
+    expected = network.state_dict()
+    if set(state) != set(expected) or any(state[k].shape != expected[k].shape
+                                          for k in expected):
+        raise ModelFileError(f"{WEIGHTS_FILE} does not fit the network described in "
+                             f"{MODEL_FILE}", folder)
+    network.load_state_dict(state)
+
+
+def load_model(cls: Any, directory: Union[str, os.PathLike[str]],
+               device: Optional[Union[str, torch.device]] = None, **kwargs: Any) -> Any:
+    """Rebuild the ``cls`` model (:class:`~deepchem_actinn.model.ACTINNModel`) saved in
+    ``directory``; see :meth:`ACTINNModel.load`."""
+    folder = os.fspath(directory)
+    meta, state, featurizer, params = _read_for_loading(folder)
+    try:
         model = cls(int(meta["n_genes"]), int(meta["n_classes"]),
                     classes=meta["classes"], featurizer=featurizer, device=device,
                     **params, **kwargs)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"inconsistent {MODEL_FILE}: {exc}", folder) from exc
-    if int(meta["format_version"]) < _GENE_MAJOR_SINCE:
-        state = _gene_major(state, model.model)
-    expected = model.model.state_dict()
-    if set(state) != set(expected) or any(state[k].shape != expected[k].shape
-                                          for k in expected):
-        raise ModelFileError(f"{WEIGHTS_FILE} does not fit the network described in "
-                             f"{MODEL_FILE}", folder)
-    model.model.load_state_dict(state)
+    _load_state(model.model, state, meta, folder)
     model._ensure_built()
     model._global_step = int(meta.get("global_step", 0))
     model.loaded_from = os.path.abspath(folder)
     model._sync_schedule()
     return model
+
+
+def load_reference(directory: Union[str, os.PathLike[str]],
+                   device: Optional[Union[str, torch.device]] = None) -> Any:
+    """A saved model loaded to annotate cells only: a
+    :class:`~deepchem_actinn.model.inference.Reference`, without DeepChem.
+
+    The same checks as :meth:`ACTINNModel.load <deepchem_actinn.model.ACTINNModel.load>`
+    and the same calls; what ``deepchem-actinn predict`` and
+    ``annotate(data, "model_dir")`` use.
+    """
+    from deepchem_actinn.model.inference import Reference, default_device
+    from deepchem_actinn.model.network import ActinnClassifier
+
+    folder = os.fspath(directory)
+    meta, state, featurizer, params = _read_for_loading(folder)
+    preset_name = params.pop("preset", "actinn")
+    params.pop("seed", None)
+    try:
+        settings = preset_settings(preset_name, **params)
+        settings["hidden_sizes"] = tuple(int(h) for h in settings["hidden_sizes"])
+        settings.update(low_percentile=featurizer.low_percentile,  # as ACTINNModel records
+                        high_percentile=featurizer.high_percentile,
+                        exclude_genes=featurizer.exclude_genes,
+                        missing_genes=featurizer.missing_genes)
+        network = ActinnClassifier(
+            int(meta["n_genes"]), int(meta["n_classes"]),
+            settings["hidden_sizes"], float(settings["input_dropout"]),
+            linear_skip=bool(settings["linear_skip"]),
+            linear_weight=float(settings["linear_weight"]),
+            gene_dropout=float(settings["gene_dropout"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"inconsistent {MODEL_FILE}: {exc}", folder) from exc
+    _load_state(network, state, meta, folder)
+    return Reference(network, featurizer, np.asarray(meta["classes"], dtype=object),
+                     preset_name, settings, default_device(device),
+                     loaded_from=os.path.abspath(folder))
 
 
 def read_model_metadata(directory: str) -> Dict[str, Any]:

@@ -1,4 +1,5 @@
-"""One inference path: every prediction goes through ACTINNModel.predict_blocks, and dense and
+"""One inference path: every prediction goes through model.inference.predict_blocks (ACTINNModel
+and a folder loaded for annotation alone), and dense and
 sparse copies of the same cells get identical numbers from it."""
 
 import numpy as np
@@ -64,3 +65,46 @@ def test_every_caller_goes_through_predict_blocks(trained, monkeypatch):
     calls.clear()
     annotate(frame, reference)
     assert len(calls) == 1
+
+
+def test_a_folder_loaded_for_annotation_gives_the_models_calls(reference):
+    from deepchem_actinn.model import Reference, load_reference
+
+    light = load_reference(reference["model"], device="cpu")
+    full = ACTINNModel.load(reference["model"], device="cpu")
+    assert isinstance(light, Reference) and light.preset == full.preset == "transfer"
+    assert light.classes.tolist() == full.classes.tolist()
+    assert light.genes.tolist() == full.genes.tolist()
+    assert light.settings == full.settings
+    assert "Reference(preset='transfer'" in repr(light)
+    from deepchem_actinn.io import read_counts
+
+    X = full.featurizer.transform(read_counts(reference["counts"]))
+    for a, b in zip(light.predict_blocks(X), full.predict_blocks(X), strict=True):
+        for left, right in zip(a, b, strict=True):
+            assert np.array_equal(left, right)
+    by_path = annotate(reference["counts"], reference["model"])
+    by_model = annotate(reference["counts"], full)
+    assert by_path.labels.tolist() == by_model.labels.tolist()
+    assert np.array_equal(by_path.probabilities, by_model.probabilities)
+
+
+def test_predict_runs_without_deepchem(reference, tmp_path):
+    """predict needs torch alone (load_reference): DeepChem's import is most of a start."""
+    import subprocess
+    import sys
+
+    output = tmp_path / "calls.tsv"
+    script = ("import sys\n"
+              "from deepchem_actinn import cli\n"
+              f"assert cli.main(['predict', '--model-dir', {str(reference['model'])!r}, "
+              f"'--test-set', {str(reference['counts'])!r}, '--output', {str(output)!r}, "
+              "'--device', 'cpu']) == 0\n"
+              "print('deepchem loaded', 'deepchem' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("deepchem loaded False"), done.stdout
+    calls = pd.read_csv(output, sep="\t", index_col=0)
+    expected = annotate(reference["counts"], ACTINNModel.load(reference["model"]))
+    assert calls["cell_type"].tolist() == [str(v) for v in expected.labels]
