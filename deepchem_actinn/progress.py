@@ -13,6 +13,7 @@ CLI shows them unless ``--quiet``.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, Dict, Optional, Tuple
@@ -28,6 +29,8 @@ def wanted(progress: Progress) -> bool:
     """Whether to draw bars: ``progress`` when given, else whether someone is watching."""
     if progress is not None:
         return bool(progress)
+    if os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes"):
+        return False  # tqdm's own switch, for runs whose stderr is kept (CI, rendered notebooks)
     if "ipykernel" in sys.modules:  # a Jupyter kernel: stderr is a pipe, but shown
         return True
     try:

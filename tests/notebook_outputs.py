@@ -52,7 +52,8 @@ def execute(notebook: Path = NOTEBOOK, workdir: Path | None = None, timeout: int
         spec.mkdir(parents=True)
         (spec / "kernel.json").write_text(json.dumps({
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": KERNEL, "language": "python"}))
+            "display_name": KERNEL, "language": "python",
+            "env": {"TQDM_DISABLE": "1"}}))  # no progress bars in the kept outputs
         work = Path(workdir) if workdir is not None else Path(scratch) / "work"
         work.mkdir(parents=True, exist_ok=True)
         previous = os.environ.get("JUPYTER_PATH")

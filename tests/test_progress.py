@@ -80,6 +80,7 @@ def test_interactive_means_a_terminal_or_a_jupyter_kernel(monkeypatch):
             return True
 
     assert wanted(True) and not wanted(False)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert not wanted(None)
@@ -90,6 +91,9 @@ def test_interactive_means_a_terminal_or_a_jupyter_kernel(monkeypatch):
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     monkeypatch.setitem(sys.modules, "ipykernel", sys)  # any module: a kernel is running
     assert wanted(None)
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # tqdm's switch turns the default off ...
+    assert not wanted(None) and wanted(True)  # ... not an explicit request
+    monkeypatch.delenv("TQDM_DISABLE")
     monkeypatch.setitem(sys.modules, "ipywidgets", None)  # importing it fails
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no tqdm.auto warning to install ipywidgets
