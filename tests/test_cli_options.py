@@ -21,7 +21,7 @@ from conftest import one_line_error, write_counts, write_labelled_counts, write_
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 import deepchem_actinn as da
-import deepchem_actinn.model.actinn_model as model_module
+import deepchem_actinn.model.inference as inference_module
 from deepchem_actinn import cli
 from deepchem_actinn.atomic import atomic_file, atomic_files
 from deepchem_actinn.errors import OutputError
@@ -167,7 +167,7 @@ def test_many_types_never_need_a_cells_by_types_matrix(tmp_path, monkeypatch, ca
     query = write_counts(tmp_path / "query.h5", counts[:300], cells=[f"cell{i}" for i in
                                                                     range(300)])
     budget = 1 << 18  # probabilities a block: 87 cells at 3000 types, not 3000 x 3000
-    monkeypatch.setattr(model_module, "PREDICT_VALUES", budget)
+    monkeypatch.setattr(inference_module, "PREDICT_VALUES", budget)
     blocks = []
     forward = ActinnClassifier.forward
 
