@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence,
 import numpy as np
 import pandas as pd
 
-from deepchem_actinn.errors import InputError
+from deepchem_actinn.errors import InputError, user_stacklevel
 from deepchem_actinn.io import CHUNK_CELLS, ChunkedCounts, PathLike, as_count_matrix
 from deepchem_actinn.io.h5ad import _import_anndata
 from deepchem_actinn.model.file_format import load_reference
@@ -500,7 +500,7 @@ def _check_empty_cells(n_empty: int, n_cells: int, source: str) -> None:
     if n_empty:
         warnings.warn(f"{source}: {n_empty} of {n_cells} cells have zero counts over the "
                       "model's genes; their calls come from an empty profile and are "
-                      "unreliable", PreprocessingWarning, stacklevel=3)
+                      "unreliable", PreprocessingWarning, stacklevel=user_stacklevel())
 
 
 def _chunk_blocks(path: str, model: TrainedModel, chunk_cells: int,

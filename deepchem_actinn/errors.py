@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from types import FrameType
 from typing import Optional
 
 
@@ -53,3 +56,26 @@ class MissingDependencyError(ActinnError, ImportError):
 
 class TrainingError(ActinnError):
     """Training that cannot give a usable model (it diverged); nothing was saved."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that points ``warnings.warn``, called by the caller of this, at the
+    first line outside the package: the user's own call, however deep the warning arose.
+
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn("note", UserWarning, stacklevel=user_stacklevel())
+    >>> caught[0].filename.startswith(_PACKAGE_DIR)
+    False
+    """
+    frame: Optional[FrameType] = sys._getframe(1)  # the package function about to warn
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            _PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 import pandas as pd
 
-from deepchem_actinn.errors import InputError
+from deepchem_actinn.errors import InputError, user_stacklevel
 from deepchem_actinn.io import read_labels
 from deepchem_actinn.validation import UNASSIGNED
 
@@ -140,13 +140,13 @@ def score_predictions(predictions_path: str, labels_path: str,
     if len(shared) < len(predictions):
         warnings.warn(f"{len(predictions) - len(shared)} of {len(predictions)} predicted cells "
                       f"have no label in {labels_path}; scored the {len(shared)} labelled",
-                      stacklevel=2)
+                      stacklevel=user_stacklevel())
     abstained = labels.loc[shared] == UNASSIGNED
     if abstained.all():
         raise InputError(f"every scored cell is labelled '{UNASSIGNED}' (no cell type)",
                          labels_path)
     if abstained.any():
         warnings.warn(f"{labels_path}: {int(abstained.sum())} cells labelled '{UNASSIGNED}' "
-                      "have no cell type to score; left out", stacklevel=2)
+                      "have no cell type to score; left out", stacklevel=user_stacklevel())
         shared = shared[~abstained.to_numpy()]
     return labels.loc[shared].to_numpy(), predictions.loc[shared, "cell_type"].to_numpy()

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from deepchem_actinn.errors import GeneOverlapError, InputError
+from deepchem_actinn.errors import GeneOverlapError, InputError, user_stacklevel
 from deepchem_actinn.io import (
     CHUNK_CELLS,
     ChunkedCounts,
@@ -377,7 +377,8 @@ class ScRNAFeaturizer:
             n_used, n_empty = n_used + more[2], n_empty + more[3]
         if n_empty:
             warnings.warn(f"{source}: {n_empty} cells have zero counts over the model genes; "
-                          "left out of the gene statistics", PreprocessingWarning, stacklevel=2)
+                          "left out of the gene statistics", PreprocessingWarning,
+                          stacklevel=user_stacklevel())
         return self.fit_from_sums(total, squares, n_used, input_genes, source)
 
     def input_columns(self, genes: Names, restrict_to: Optional[Names] = None,
@@ -501,7 +502,7 @@ class ScRNAFeaturizer:
         if report.fraction < 0.5:
             warnings.warn(f"{source}: {report.summary()}; retrain restricted to the query's "
                           "genes (train --query) for better calls", PreprocessingWarning,
-                          stacklevel=3)
+                          stacklevel=user_stacklevel())
         return report
 
     def transform(self, data: Union[CountMatrix, Matrix], genes: Optional[Names] = None,

@@ -45,7 +45,7 @@ from deepchem_actinn.data import (
     featurize_sparse,
     write_shards,
 )
-from deepchem_actinn.errors import InputError
+from deepchem_actinn.errors import InputError, user_stacklevel
 from deepchem_actinn.io import (
     CHUNK_CELLS,
     ChunkedCounts,
@@ -115,7 +115,7 @@ def warn_dropped(n_empty: int, source: str) -> None:
     """The warning for labelled training cells left out for having zero counts."""
     if n_empty:
         warnings.warn(f"{source}: dropped {n_empty} training cells with zero counts",
-                      PreprocessingWarning, stacklevel=3)
+                      PreprocessingWarning, stacklevel=user_stacklevel())
 
 
 def build_model(featurizer: ScRNAFeaturizer, classes: Names, *, preset: str,

@@ -27,6 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from deepchem_actinn.errors import user_stacklevel
 from deepchem_actinn.io import CountMatrix, CountMatrixWarning, Names
 from deepchem_actinn.quiet import deepchem_messages_hidden
 
@@ -232,7 +233,7 @@ def encode_labels(labels: Names, classes: Optional[Names] = None,
         examples = sorted(set(names[unknown]))[:5]
         warnings.warn(f"{source}: {int(unknown.sum())} cells have types the model does not "
                       f"know ({', '.join(examples)}); they get y=-1 and weight 0",
-                      CountMatrixWarning, stacklevel=2)
+                      CountMatrixWarning, stacklevel=user_stacklevel())
     return y, classes
 
 

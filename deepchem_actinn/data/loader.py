@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from deepchem_actinn.data.cells import CellDataset, SparseCellDataset, encode_labels
-from deepchem_actinn.errors import InputError, ModelFileError
+from deepchem_actinn.errors import InputError, ModelFileError, user_stacklevel
 from deepchem_actinn.io import (
     CountMatrix,
     Names,
@@ -158,7 +158,7 @@ class ScRNALoader(dc.data.DataLoader):
         """DeepChem's deprecated alias of :meth:`create_dataset` (which passes ``data_dir``
         positionally, where this loader takes ``labels``)."""
         warnings.warn("featurize() is deprecated and has been renamed to create_dataset()",
-                      FutureWarning, stacklevel=2)
+                      FutureWarning, stacklevel=user_stacklevel())
         return self.create_dataset(inputs, data_dir=data_dir, shard_size=shard_size)
 
     def _read(self, inputs: Union[Inputs, Sequence[Inputs]]) -> CountMatrix:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from deepchem_actinn.errors import InputError
+from deepchem_actinn.errors import InputError, user_stacklevel
 
 PathLike = Union[str, "os.PathLike[str]"]
 # np.ndarray or scipy.sparse.csr_matrix (Any: numpy and scipy stubs do not unify).
@@ -190,7 +190,7 @@ def check_counts(X: Matrix, source: str, allow_non_integer: bool = True) -> Matr
             if not allow_non_integer:
                 raise InputError("matrix holds non-integer values; ACTINN expects raw counts",
                                  source)
-            warnings.warn(message, CountMatrixWarning, stacklevel=3)
+            warnings.warn(message, CountMatrixWarning, stacklevel=user_stacklevel())
     if sp.issparse(X):
         return sp.csr_matrix(X, dtype=np.float32)
     return np.ascontiguousarray(X, dtype=np.float32)
@@ -203,7 +203,7 @@ def _dedupe_genes(matrix: CountMatrix) -> CountMatrix:
         examples = sorted(set(matrix.genes[duplicated]))[:5]
         note = (f"{matrix.source}: {int(duplicated.sum())} duplicate gene names after "
                 f"upper-casing (e.g. {', '.join(examples)}); kept the first of each")
-        warnings.warn(note, CountMatrixWarning, stacklevel=3)
+        warnings.warn(note, CountMatrixWarning, stacklevel=user_stacklevel())
         keep = np.flatnonzero(~duplicated)
         matrix = CountMatrix(take_columns(matrix.X, keep), matrix.genes[keep], matrix.cells,
                              matrix.source, matrix.notes + [note])
@@ -234,7 +234,7 @@ def _dedupe_cells(matrix: CountMatrix) -> CountMatrix:
     examples = sorted(set(index[index.duplicated()]))[:5]
     note = (f"{matrix.source}: {n_dup} duplicate cell ids (e.g. {', '.join(map(str, examples))}); "
             "renamed the repeats id-1, id-2, ...")
-    warnings.warn(note, CountMatrixWarning, stacklevel=3)
+    warnings.warn(note, CountMatrixWarning, stacklevel=user_stacklevel())
     return CountMatrix(matrix.X, matrix.genes, np.asarray(unique, dtype=object), matrix.source,
                        matrix.notes + [note])
 

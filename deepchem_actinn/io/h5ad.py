@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from deepchem_actinn.errors import InputError, MissingDependencyError
+from deepchem_actinn.errors import InputError, MissingDependencyError, user_stacklevel
 from deepchem_actinn.io.checks import (
     _check_readable,
     attribute_shape,
@@ -111,7 +111,7 @@ def from_anndata(adata: Any, layer: Optional[str] = None, gene_column: Optional[
             warnings.warn(f"{source}: X holds non-integer values (normalised?) but layer "
                           f"'{alternatives[0]}' holds counts; choose it with "
                           f"layer='{alternatives[0]}' (--layer {alternatives[0]})",
-                          CountMatrixWarning, stacklevel=3)
+                          CountMatrixWarning, stacklevel=user_stacklevel())
     return StoredCounts(X, genes, cells, source, "h5ad")
 
 

@@ -16,7 +16,7 @@ from typing import Any, List, Optional, Tuple, Union
 import numpy as np
 import pandas as pd
 
-from deepchem_actinn.errors import InputError
+from deepchem_actinn.errors import InputError, user_stacklevel
 from deepchem_actinn.io.checks import _check_readable
 from deepchem_actinn.io.counts import CountMatrix, CountMatrixWarning, PathLike, StoredCounts
 from deepchem_actinn.io.detect import detect_format, normalize_format
@@ -270,7 +270,7 @@ def join_labels(matrix: CountMatrix, labels: pd.Series, label_source: str = "<la
     )
     if result.n_unlabelled_cells or result.n_labels_without_cell:
         warnings.warn(f"{matrix.source} + {label_source}: {result.summary()}",
-                      CountMatrixWarning, stacklevel=2)
+                      CountMatrixWarning, stacklevel=user_stacklevel())
     return result
 
 

@@ -19,7 +19,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 import scipy.sparse as sp
 
-from deepchem_actinn.errors import InputError
+from deepchem_actinn.errors import InputError, user_stacklevel
 from deepchem_actinn.io.checks import (
     _check_readable,
     check_compressed,
@@ -75,7 +75,8 @@ def _keep_gene_expression(X: Matrix, genes: List[str], ids: List[str],
                          f"{', '.join(sorted(set(types))[:5])})", source)
     others = ", ".join(sorted(set(types) - {_GENE_EXPRESSION})[:3])
     warnings.warn(f"{source}: kept the {int(keep.sum())} '{_GENE_EXPRESSION}' features, dropped "
-                  f"{int((~keep).sum())} others ({others})", CountMatrixWarning, stacklevel=4)
+                  f"{int((~keep).sum())} others ({others})", CountMatrixWarning,
+                  stacklevel=user_stacklevel())
     index = np.flatnonzero(keep)
     return (take_columns(X, index), [genes[i] for i in index], [ids[i] for i in index])
 

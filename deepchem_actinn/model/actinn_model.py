@@ -40,7 +40,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from deepchem_actinn.errors import ModelFileError
+from deepchem_actinn.errors import ModelFileError, user_stacklevel
 from deepchem_actinn.io import Names
 from deepchem_actinn.model import file_format
 from deepchem_actinn.model.file_format import load_model, save_model
@@ -324,12 +324,12 @@ class ACTINNModel(TorchModel):
             self.restore()
         summary = _raw_counts_summary(dataset)
         if summary:
-            # stacklevel 2: the user's fit() line, not this file.
+            # At the user's fit() line, however deep inside the package fit was called.
             warnings.warn(f"the training cells look like raw counts ({summary}), not "
                           "ACTINN's features: fit a ScRNAFeaturizer on them and train on "
                           "deepchem_actinn.train.featurize(featurizer, dataset) (or use "
                           "train_reference, which does both)", PreprocessingWarning,
-                          stacklevel=2)
+                          stacklevel=user_stacklevel())
         if self.settings.get("class_weight") == "balanced":
             self._class_weights = _balanced_weights(dataset.y, self.n_classes)
         if nb_epoch is None:
