@@ -50,7 +50,7 @@ class MissingDependencyError(ActinnError, ImportError):
     """An optional extra (``anndata``, ``plots``) is needed and not installed.
 
     Also an ``ImportError``, so ``except ImportError`` catches it; the message
-    names the ``pip install 'deepchem_actinn[...]'`` line that fixes it.
+    names the ``pip install`` line that fixes it.
     """
 
 

@@ -1,6 +1,6 @@
 """Figures of an annotation: confusion matrix, per-class F1, training curve.
 
-Needs matplotlib (``pip install 'deepchem_actinn[plots]'``). Figures are
+Needs matplotlib (``pip install 'matplotlib>=3.7'``, the ``plots`` extra). Figures are
 built with the object-oriented API (``matplotlib.figure.Figure``), so no
 pyplot state or GUI backend is involved: :func:`save_figure` renders PNG
 with Agg, anywhere, and a notebook still displays the returned figure.
@@ -22,7 +22,7 @@ import pandas as pd
 from deepchem_actinn.atomic import atomic_file
 from deepchem_actinn.errors import ActinnError, MissingDependencyError
 
-PLOTS_HINT = "pip install 'deepchem_actinn[plots]'"
+PLOTS_HINT = "pip install 'matplotlib>=3.7' (the package's plots extra)"
 UNASSIGNED = "Unassigned"
 #: Most cell types a figure shows: beyond it the labels are unreadable, and a confusion
 #: matrix grows with the square of the count (20,000 types: 400 million cells).

@@ -155,7 +155,7 @@ def test_training_curve_and_save(tmp_path):
 
 def test_missing_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(MissingDependencyError, match=r"deepchem_actinn\[plots\]"):
+    with pytest.raises(MissingDependencyError, match=r"pip install .matplotlib>=3.7."):
         confusion_figure(["a"], ["a"])
 
 

@@ -27,7 +27,8 @@ from deepchem_actinn.io.checks import (
 from deepchem_actinn.io.counts import CountMatrixWarning, Matrix, PathLike, StoredCounts
 from deepchem_actinn.io.hdf5 import SparseLayout, _index_name, _strings
 
-ANNDATA_HINT = "pip install 'deepchem_actinn[anndata]'"
+# The package itself, not the extra: works however deepchem_actinn was installed (wheel, git).
+ANNDATA_HINT = "pip install 'anndata>=0.10' (the package's anndata extra)"
 
 
 def _is_anndata(data: Any) -> bool:

@@ -268,7 +268,7 @@ def test_h5ad_scaled_x_names_the_layers(tmp_path, counts):
 def test_h5ad_without_anndata(tmp_path, counts, monkeypatch):
     path = write_h5ad(tmp_path / "x.h5ad", counts)
     monkeypatch.setitem(sys.modules, "anndata", None)  # import anndata -> ImportError
-    with pytest.raises(MissingDependencyError, match=r"deepchem_actinn\[anndata\]") as info:
+    with pytest.raises(MissingDependencyError, match=r"pip install .anndata>=0.10.") as info:
         read_counts(path)
     assert isinstance(info.value, ImportError) and str(info.value).startswith(path)
 
