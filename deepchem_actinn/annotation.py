@@ -302,7 +302,8 @@ class AnnotationResult:
         if majority_voting is not None:
             if scanpy is not None:
                 scanpy.pp.neighbors(adata, use_rep=f"X_{prefix}", key_added=prefix)
-                scanpy.tl.leiden(adata, key_added=majority_voting, neighbors_key=prefix)
+                scanpy.tl.leiden(adata, key_added=majority_voting, neighbors_key=prefix,
+                                 **_leiden_options(scanpy))
             voted = _vote(self.labels[order], np.asarray(adata.obs[majority_voting], dtype=object),
                           categories)
             adata.obs[f"{prefix}_majority_voting"] = pd.Categorical(voted, categories=categories)
@@ -484,6 +485,20 @@ def annotate(data: Any, model: Union[TrainedModel, PathLike], threshold: Optiona
                             np.concatenate(embeddings) if embeddings
                             else np.zeros((0, n_hidden), np.float32), threshold, overlap,
                             trained.preset, source)
+
+
+def _leiden_options(scanpy: Any) -> Dict[str, Any]:
+    """scanpy's coming Leiden defaults (igraph) where it and igraph have them: the same
+    clustering scanpy recommends, without its FutureWarning about the change."""
+    import inspect
+
+    if "flavor" not in inspect.signature(scanpy.tl.leiden).parameters:
+        return {}  # scanpy < 1.10
+    try:
+        importlib.import_module("igraph")
+    except ImportError:
+        return {}
+    return {"flavor": "igraph", "n_iterations": 2, "directed": False}
 
 
 def _count_empty(features: Any, present: np.ndarray) -> int:

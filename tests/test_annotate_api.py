@@ -340,6 +340,20 @@ def test_to_adata_majority_voting(reference, monkeypatch):
     assert calls == [("neighbors", "X_actinn", "actinn"), ("leiden", "leiden", "actinn")]
     assert bare.obs["actinn_majority_voting"].astype(str).tolist() == \
         result.majority_vote(np.arange(n) % 3).tolist()
+    # A scanpy with Leiden flavours and igraph installed: its coming default, no FutureWarning.
+    options = []
+
+    def leiden_with_flavors(adata, key_added, neighbors_key, flavor="leidenalg",
+                            n_iterations=-1, directed=None):
+        options.append((flavor, n_iterations, directed))
+        adata.obs[key_added] = pd.Categorical(np.zeros(adata.n_obs, int).astype(str))
+
+    fake.tl.leiden = leiden_with_flavors
+    for igraph in (types.ModuleType("igraph"), None):  # None: import igraph fails
+        monkeypatch.setitem(sys.modules, "igraph", igraph)
+        del bare.obs["leiden"]  # a column that exists is voted over, not recomputed
+        result.to_adata(bare, majority_voting="leiden")
+    assert options == [("igraph", 2, False), ("leidenalg", -1, None)]
 
 
 def test_cli_predict_majority_voting(reference, tmp_path, capsys, monkeypatch):
