@@ -162,15 +162,23 @@ def one_line_error(capsys, *argv, alone=False):
     return lines[-1]
 
 
+#: The session ``reference``'s size: cells ``cell{i}``, genes ``Gene{i}``, labels ``t0``-``t2``.
+REFERENCE_CELLS, REFERENCE_GENES = 60, 120
+
+
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory):
     """One small trained reference for the whole session: counts and labels on disk and the
-    saved model folder (tests that change it copy it first)."""
+    saved model folder (tests that change it copy it first), trained with the defaults
+    (seed 0) for one epoch; also the counts as an array (``X``, cells x genes), their
+    ``types`` (0-2) and the ``genes`` and ``cells`` names."""
     folder = tmp_path_factory.mktemp("reference")
-    _, _, counts, labels = write_labelled_counts(folder, 60, 120)
+    X, types, counts, labels = write_labelled_counts(folder, REFERENCE_CELLS, REFERENCE_GENES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import deepchem_actinn as da
 
         model = da.train_reference(counts, labels, epochs=1)
-    return {"model": model.save(folder / "model"), "counts": counts, "labels": labels}
+    return {"model": model.save(folder / "model"), "counts": counts, "labels": labels,
+            "X": X, "types": types, "genes": [f"Gene{i}" for i in range(REFERENCE_GENES)],
+            "cells": [f"cell{i}" for i in range(REFERENCE_CELLS)]}
