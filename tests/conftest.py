@@ -52,6 +52,56 @@ def write_counts(path, counts, genes=None, cells=None, key="dge"):
     return os.fspath(path)
 
 
+def write_10x(path, X, genes, cells, version=3, gene_ids=None, feature_types=None,
+              genomes=("mm10",)):
+    """Write a cells x genes matrix as Cell Ranger HDF5, by hand in the published layout.
+
+    The arrays are those of the genes x cells CSC matrix Cell Ranger stores (the cells x
+    genes CSR arrays): int32 values, int64 ``indices``/``indptr``, ``shape`` = (genes,
+    cells). Feature ids are ``gene_ids`` (default ``ENSG00000``, ``ENSG00001``, ...).
+
+    - ``version=3``: ``matrix/{barcodes,data,indices,indptr,shape}`` and
+      ``matrix/features/{id,name,feature_type,genome}``; ``feature_types`` (one a feature,
+      default all ``Gene Expression``) may mark extra columns of ``X`` as, e.g.,
+      ``Antibody Capture``; every feature is of the one genome in ``genomes``.
+    - ``version=2``: one group of ``{barcodes,data,indices,indptr,shape,genes,gene_names}``
+      per genome in ``genomes`` (several: a barnyard file), each holding the same matrix.
+    """
+    import h5py
+    import scipy.sparse as sp
+
+    def text(names):
+        return np.array([str(name).encode() for name in names])
+
+    X = sp.csr_matrix(X)
+    genes, cells = list(genes), list(cells)
+    ids = list(gene_ids) if gene_ids is not None else [f"ENSG{i:05d}" for i in range(len(genes))]
+    assert X.shape == (len(cells), len(genes)) == (len(cells), len(ids)), X.shape
+    arrays = {"barcodes": text(cells), "data": X.data.astype(np.int32),
+              "indices": X.indices.astype(np.int64), "indptr": X.indptr.astype(np.int64),
+              "shape": np.array([len(genes), len(cells)], np.int32)}
+    with h5py.File(path, "w") as handle:
+        if version == 3:
+            (genome,) = genomes
+            types = list(feature_types) if feature_types is not None \
+                else ["Gene Expression"] * len(genes)
+            assert len(types) == len(genes), types
+            group = handle.create_group("matrix")
+            group.update(arrays)
+            features = group.create_group("features")
+            features.update({"id": text(ids), "name": text(genes), "feature_type": text(types),
+                             "genome": text([genome] * len(genes))})
+        elif version == 2:
+            assert feature_types is None, "10x v2 files have no feature types"
+            for genome in genomes:
+                group = handle.create_group(genome)
+                group.update(arrays)
+                group.update({"genes": text(ids), "gene_names": text(genes)})
+        else:
+            raise ValueError(f"10x HDF5 version 2 or 3, not {version!r}")
+    return os.fspath(path)
+
+
 def write_labels(path, mapping, header=False):
     """Write a cell_id<TAB>cell_type file."""
     with open(path, "w") as handle:
@@ -112,15 +162,23 @@ def one_line_error(capsys, *argv, alone=False):
     return lines[-1]
 
 
+#: The session ``reference``'s size: cells ``cell{i}``, genes ``Gene{i}``, labels ``t0``-``t2``.
+REFERENCE_CELLS, REFERENCE_GENES = 60, 120
+
+
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory):
     """One small trained reference for the whole session: counts and labels on disk and the
-    saved model folder (tests that change it copy it first)."""
+    saved model folder (tests that change it copy it first), trained with the defaults
+    (seed 0) for one epoch; also the counts as an array (``X``, cells x genes), their
+    ``types`` (0-2) and the ``genes`` and ``cells`` names."""
     folder = tmp_path_factory.mktemp("reference")
-    _, _, counts, labels = write_labelled_counts(folder, 60, 120)
+    X, types, counts, labels = write_labelled_counts(folder, REFERENCE_CELLS, REFERENCE_GENES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import deepchem_actinn as da
 
         model = da.train_reference(counts, labels, epochs=1)
-    return {"model": model.save(folder / "model"), "counts": counts, "labels": labels}
+    return {"model": model.save(folder / "model"), "counts": counts, "labels": labels,
+            "X": X, "types": types, "genes": [f"Gene{i}" for i in range(REFERENCE_GENES)],
+            "cells": [f"cell{i}" for i in range(REFERENCE_CELLS)]}

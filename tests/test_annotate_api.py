@@ -40,6 +40,7 @@ def sparse_counts(n_cells, seed):
 GENES = [f"Gene{i}" for i in range(N_GENES)]
 
 
+# Not the session reference: 5 named types, 12 epochs and a query of known types (accuracy).
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, one_thread):
     folder = tmp_path_factory.mktemp("reference")

@@ -39,6 +39,7 @@ CELLS = [f"cell{i}" for i in range(N_CELLS)]
 # ---------------------------------------------------------------------------
 
 
+# Not the session reference: the checks count these 120 cells, 200 genes and "type" labels.
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Good synthetic counts, labels and a small trained model on disk."""

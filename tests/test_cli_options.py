@@ -9,7 +9,6 @@ every previous output as it was, with no temporaries.
 import errno
 import os
 import tracemalloc
-import warnings
 
 import matplotlib.figure
 import numpy as np
@@ -17,7 +16,7 @@ import pandas as pd
 import pytest
 import scipy.io
 import torch
-from conftest import one_line_error, write_counts, write_labelled_counts, write_labels
+from conftest import one_line_error, write_counts, write_labels
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 import deepchem_actinn as da
@@ -28,17 +27,6 @@ from deepchem_actinn.errors import OutputError
 from deepchem_actinn.evaluation import evaluation_report
 from deepchem_actinn.model import ActinnClassifier, ACTINNModel
 from deepchem_actinn.validation import OptionError
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("trained")
-    _, _, counts, labels = write_labelled_counts(folder, 120, 200)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = da.train_reference(counts, labels, epochs=2)
-    return {"counts": counts, "labels": labels, "model": model.save(folder / "model")}
-
 
 # ---------------------------------------------------------------------------
 # Numeric options and devices
@@ -127,14 +115,14 @@ def test_model_accepts_numpy_and_integral_values():
     assert model.batch_size == 16 and model.seed == 7
 
 
-def test_python_api_refuses_the_same_values(trained):
+def test_python_api_refuses_the_same_values(reference):
     with pytest.raises(OptionError, match="^seed must be an integer"):
-        da.train_reference(trained["counts"], trained["labels"], seed=-1, epochs=1)
+        da.train_reference(reference["counts"], reference["labels"], seed=-1, epochs=1)
     for bad in (float("nan"), 1.5):
         with pytest.raises(OptionError, match="^threshold must be in"):
-            da.annotate(trained["counts"], trained["model"], threshold=bad)
+            da.annotate(reference["counts"], reference["model"], threshold=bad)
     with pytest.raises(OptionError, match="^chunk_cells must be an integer >= 1"):
-        da.annotate(trained["counts"], trained["model"], chunk_cells=0)
+        da.annotate(reference["counts"], reference["model"], chunk_cells=0)
 
 
 # ---------------------------------------------------------------------------
@@ -142,9 +130,9 @@ def test_python_api_refuses_the_same_values(trained):
 # ---------------------------------------------------------------------------
 
 
-def test_annotate_can_keep_only_the_top_calls(trained):
-    full = da.annotate(trained["counts"], trained["model"], threshold=0.5)
-    top = da.annotate(trained["counts"], trained["model"], threshold=0.5, probabilities=False)
+def test_annotate_can_keep_only_the_top_calls(reference):
+    full = da.annotate(reference["counts"], reference["model"], threshold=0.5)
+    top = da.annotate(reference["counts"], reference["model"], threshold=0.5, probabilities=False)
     assert top.probabilities is None
     assert (top.labels == full.labels).all() and (top.predicted == full.predicted).all()
     np.testing.assert_array_equal(top.probability, full.probability)
@@ -258,7 +246,7 @@ def disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_probabilities_on_a_full_disk_keep_both_previous_outputs(trained, tmp_path,
+def test_probabilities_on_a_full_disk_keep_both_previous_outputs(reference, tmp_path,
                                                                  monkeypatch, capsys):
     calls, probabilities = tmp_path / "calls.tsv", tmp_path / "probs.tsv"
     calls.write_text("old calls\n")
@@ -272,8 +260,8 @@ def test_probabilities_on_a_full_disk_keep_both_previous_outputs(trained, tmp_pa
         return to_csv(self, path, *args, **kwargs)
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", fill_the_disk)
-    line = one_line_error(capsys, "predict", "--model-dir", trained["model"], "--test-set",
-                          trained["counts"], "--output", calls, "--probabilities", probabilities)
+    line = one_line_error(capsys, "predict", "--model-dir", reference["model"], "--test-set",
+                          reference["counts"], "--output", calls, "--probabilities", probabilities)
     assert line.endswith(f"{probabilities}: cannot write: No space left on device; "
                          "nothing was replaced"), line
     assert calls.read_text() == "old calls\n"
@@ -322,7 +310,7 @@ def test_hdf5_worded_disk_full_is_one_line(tmp_path):
     assert target.read_bytes() == b"previous" and os.listdir(tmp_path) == ["counts.h5"]
 
 
-def test_convert_on_a_full_disk(trained, tmp_path, monkeypatch, capsys):
+def test_convert_on_a_full_disk(reference, tmp_path, monkeypatch, capsys):
     table = tmp_path / "out.csv"
     table.write_text("previous")
     to_csv = pd.DataFrame.to_csv
@@ -332,7 +320,7 @@ def test_convert_on_a_full_disk(trained, tmp_path, monkeypatch, capsys):
         disk_full()
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_full)
-    line = one_line_error(capsys, "convert", "--input", trained["counts"], "--output", table)
+    line = one_line_error(capsys, "convert", "--input", reference["counts"], "--output", table)
     assert line.endswith(f"{table}: cannot write: No space left on device; nothing was replaced")
     assert table.read_text() == "previous" and os.listdir(tmp_path) == ["out.csv"]
 
@@ -340,7 +328,7 @@ def test_convert_on_a_full_disk(trained, tmp_path, monkeypatch, capsys):
     folder.mkdir()
     (folder / "barcodes.tsv.gz").write_bytes(b"previous")
     monkeypatch.setattr(scipy.io, "mmwrite", disk_full)
-    line = one_line_error(capsys, "convert", "--input", trained["counts"], "--output", folder)
+    line = one_line_error(capsys, "convert", "--input", reference["counts"], "--output", folder)
     assert line.endswith(f"{folder}: cannot write: No space left on device; "
                          "nothing was replaced")
     assert os.listdir(folder) == ["barcodes.tsv.gz"]
@@ -348,10 +336,10 @@ def test_convert_on_a_full_disk(trained, tmp_path, monkeypatch, capsys):
     assert sorted(os.listdir(tmp_path)) == ["mtx", "out.csv"]
 
 
-def test_evaluate_plots_on_a_full_disk(trained, tmp_path, monkeypatch, capsys):
+def test_evaluate_plots_on_a_full_disk(reference, tmp_path, monkeypatch, capsys):
     calls = tmp_path / "calls.tsv"
-    assert cli.main(["predict", "--model-dir", trained["model"], "--test-set",
-                     trained["counts"], "--output", os.fspath(calls)]) == 0
+    assert cli.main(["predict", "--model-dir", reference["model"], "--test-set",
+                     reference["counts"], "--output", os.fspath(calls)]) == 0
     savefig = matplotlib.figure.Figure.savefig
 
     def second_figure_fills_the_disk(self, path, *args, **kwargs):
@@ -365,7 +353,7 @@ def test_evaluate_plots_on_a_full_disk(trained, tmp_path, monkeypatch, capsys):
     (existing / "confusion_matrix.png").write_bytes(b"previous")
     for folder in (new, existing):
         line = one_line_error(capsys, "evaluate", "--predictions", calls, "--labels",
-                              trained["labels"], "--plots", folder)
+                              reference["labels"], "--plots", folder)
         assert line.endswith(f"{folder / 'f1_per_class.png'}: cannot write: No space left on "
                              "device; nothing was replaced"), line
     assert not new.exists()  # not even an empty folder

@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REFERENCE_CELLS
 from conftest import sha256_file as _sha256
-from conftest import write_labelled_counts
 
 import deepchem_actinn as da
 from deepchem_actinn import atomic as atomic_module
@@ -30,15 +30,16 @@ from deepchem_actinn.model import MODEL_FILE, WEIGHTS_FILE, file_format
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    """Small counts, labels and two different trained models (A and B) on disk."""
+def small(reference, tmp_path_factory):
+    """Small counts, labels and two different trained models (A and B) on disk: A is the
+    session's reference (1 epoch, seed 0; only ever copied or read here), B is trained on
+    the same cells for 2 epochs with seed 1."""
     folder = tmp_path_factory.mktemp("small")
-    _, _, counts, labels = write_labelled_counts(folder, 90, 150)
+    counts, labels = reference["counts"], reference["labels"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        a = da.train_reference(counts, labels, epochs=1, seed=0).save(folder / "A")
         b = da.train_reference(counts, labels, epochs=2, seed=1).save(folder / "B")
-    return {"counts": counts, "labels": labels, "A": a, "B": b}
+    return {"counts": counts, "labels": labels, "A": reference["model"], "B": b}
 
 
 def digests(folder):
@@ -242,4 +243,4 @@ def test_sigkill_while_writing_predictions(small, tmp_path):
     assert cli.main(["predict", "--model-dir", small["A"], "--test-set", small["counts"],
                      "--output", os.fspath(fresh)]) == 0
     table = pd.read_csv(fresh, sep="\t")
-    assert len(table) == 90 and np.isfinite(table["probability"]).all()
+    assert len(table) == REFERENCE_CELLS and np.isfinite(table["probability"]).all()

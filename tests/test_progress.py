@@ -23,6 +23,7 @@ STEPS = EPOCHS * -(-CELLS // BATCH)
 LOSS = re.compile(r"loss=(\d+\.\d{4})")
 
 
+# Data only, no model: the tests train themselves, since training's progress is what they check.
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """200 cells of 3 types as a 10x HDF5 file (streamable) and their labels."""

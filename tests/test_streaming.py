@@ -2,11 +2,11 @@
 
 import os
 
-import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import write_10x
 
 from deepchem_actinn import cli
 from deepchem_actinn.annotation import annotate, predict_streaming
@@ -25,24 +25,6 @@ from deepchem_actinn.train import featurize, fit_on_shards, train_streaming
 pytestmark = pytest.mark.filterwarnings("ignore::deepchem_actinn.io.CountMatrixWarning")
 
 
-def write_10x_v3(path, X, genes, cells, types=None):
-    """Cell Ranger v3 layout: genes x cells CSC == cells x genes CSR arrays."""
-    X = sp.csr_matrix(X)
-    with h5py.File(path, "w") as handle:
-        group = handle.create_group("matrix")
-        group["data"] = X.data.astype(np.int32)
-        group["indices"] = X.indices.astype(np.int64)
-        group["indptr"] = X.indptr.astype(np.int64)
-        group["shape"] = np.array([X.shape[1], X.shape[0]], np.int32)
-        group["barcodes"] = np.array([c.encode() for c in cells])
-        features = group.create_group("features")
-        features["name"] = np.array([g.encode() for g in genes])
-        features["id"] = np.array([f"ENSG{i:05d}".encode() for i in range(len(genes))])
-        features["feature_type"] = np.array(
-            [t.encode() for t in (types or ["Gene Expression"] * len(genes))])
-    return os.fspath(path)
-
-
 @pytest.fixture(scope="module")
 def files(samples, tmp_path_factory):
     """sample_1 as a 10x v3 file (shuffled cells, a duplicate gene, an antibody) and .h5ad."""
@@ -58,7 +40,7 @@ def files(samples, tmp_path_factory):
     X_file = sp.hstack([X, extra], format="csr")
     names = genes + ["CD3_TOTALSEQ", genes[0].lower()]
     types = ["Gene Expression"] * len(genes) + ["Antibody Capture", "Gene Expression"]
-    tenx = write_10x_v3(folder / "cells.h5", X_file, names, cells, types)
+    tenx = write_10x(folder / "cells.h5", X_file, names, cells, feature_types=types)
     labels = read_labels(samples.sample_1_labels)
     # Leave 20 cells unlabelled: they must be ignored for training.
     labels_path = folder / "labels.tsv"
@@ -198,18 +180,8 @@ def test_annotate_in_chunks_equals_annotate(files, tmp_path):
 
 def test_10x_v2_files_stream_with_their_genome(files, tmp_path):
     matrix = read_counts(files["10x"])
-    path = tmp_path / "v2.h5"
-    genes_x_cells = sp.csc_matrix(matrix.X.T)
-    with h5py.File(path, "w") as handle:
-        for genome in ("hg19", "mm10"):
-            group = handle.create_group(genome)
-            group["data"] = genes_x_cells.data.astype(np.int32)
-            group["indices"] = genes_x_cells.indices.astype(np.int64)
-            group["indptr"] = genes_x_cells.indptr.astype(np.int64)
-            group["shape"] = np.array(genes_x_cells.shape, np.int32)
-            group["barcodes"] = np.array([c.encode() for c in matrix.cells])
-            group["genes"] = np.array([f"ENSG{i:05d}".encode() for i in range(len(matrix.genes))])
-            group["gene_names"] = np.array([g.encode() for g in matrix.genes])
+    path = write_10x(tmp_path / "v2.h5", matrix.X, matrix.genes, matrix.cells, version=2,
+                     genomes=("hg19", "mm10"))
     with pytest.raises(InputError, match="2 genomes.*--key"):
         ChunkedCounts(path)
     chunked = ChunkedCounts(path, genome="mm10")

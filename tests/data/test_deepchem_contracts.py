@@ -400,6 +400,7 @@ def test_label_transformers_are_refused(sparse_cells):
 # ---------------------------------------------------------------------------
 
 
+# Not the session reference: DeepChem's own fit() must leave checkpoint1.pt in model_dir.
 @pytest.fixture(scope="module")
 def trained(files, tmp_path_factory):
     """An ACTINN-preset model with its featurizer and classes, checkpointed in model_dir."""

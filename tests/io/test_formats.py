@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
+from conftest import write_10x
 
 from deepchem_actinn import cli
 from deepchem_actinn.errors import InputError, MissingDependencyError
@@ -52,50 +53,13 @@ def dense(X):
     return X.toarray() if sp.issparse(X) else np.asarray(X)
 
 
-def bytes_array(names):
-    return np.array([n.encode() for n in names])
-
-
 # ---------------------------------------------------------------------------
 # Hand-written files in each published layout
 # ---------------------------------------------------------------------------
 
 
-def write_10x_v3(path, values, extra_antibody=False):
-    genes_x_cells = sp.csc_matrix(values.T)
-    names, ids, types = list(SYMBOLS), list(IDS), ["Gene Expression"] * N_GENES
-    if extra_antibody:
-        genes_x_cells = sp.csc_matrix(sp.vstack([genes_x_cells,
-                                                 sp.csr_matrix(np.full((1, N_CELLS), 7))]))
-        names, ids, types = names + ["CD3_TotalSeqB"], ids + ["CD3"], types + ["Antibody Capture"]
-    with h5py.File(path, "w") as handle:
-        group = handle.create_group("matrix")
-        group["barcodes"] = bytes_array(BARCODES)
-        group["data"] = genes_x_cells.data.astype(np.int32)
-        group["indices"] = genes_x_cells.indices.astype(np.int64)
-        group["indptr"] = genes_x_cells.indptr.astype(np.int64)
-        group["shape"] = np.array(genes_x_cells.shape, dtype=np.int32)
-        features = group.create_group("features")
-        features["name"] = bytes_array(names)
-        features["id"] = bytes_array(ids)
-        features["feature_type"] = bytes_array(types)
-        features["genome"] = bytes_array(["mm10"] * len(names))
-    return str(path)
-
-
-def write_10x_v2(path, values, genomes=("mm10",)):
-    genes_x_cells = sp.csc_matrix(values.T)
-    with h5py.File(path, "w") as handle:
-        for genome in genomes:
-            group = handle.create_group(genome)
-            group["barcodes"] = bytes_array(BARCODES)
-            group["data"] = genes_x_cells.data.astype(np.int32)
-            group["indices"] = genes_x_cells.indices.astype(np.int64)
-            group["indptr"] = genes_x_cells.indptr.astype(np.int64)
-            group["shape"] = np.array(genes_x_cells.shape, dtype=np.int32)
-            group["genes"] = bytes_array(IDS)
-            group["gene_names"] = bytes_array(SYMBOLS)
-    return str(path)
+# 10x HDF5 (v3 and v2): conftest.write_10x, with these names.
+TENX = {"genes": SYMBOLS, "cells": BARCODES, "gene_ids": IDS}
 
 
 def write_mtx(folder, values, gz=True, v2=False, prefix=""):
@@ -150,25 +114,29 @@ def check(matrix, values, genes=SYMBOLS, sparse=True):
 
 
 def test_10x_v3(tmp_path, counts):
-    path = write_10x_v3(tmp_path / "filtered_feature_bc_matrix.h5", counts)
+    path = write_10x(tmp_path / "filtered_feature_bc_matrix.h5", counts, **TENX)
     assert detect_format(path) == "10x-h5"
     check(read_counts(path), counts)
     check(read_counts(path, gene_ids=True), counts, genes=IDS)
 
 
 def test_10x_v3_keeps_gene_expression_only(tmp_path, counts):
-    path = write_10x_v3(tmp_path / "x.h5", counts, extra_antibody=True)
+    # An antibody capture feature after the genes, 7 in every cell.
+    path = write_10x(tmp_path / "x.h5", np.hstack([counts, np.full((N_CELLS, 1), 7)]),
+                     SYMBOLS + ["CD3_TotalSeqB"], BARCODES, gene_ids=IDS + ["CD3"],
+                     feature_types=["Gene Expression"] * N_GENES + ["Antibody Capture"])
     with pytest.warns(CountMatrixWarning, match="dropped 1 others"):
         matrix = read_counts(path)
     check(matrix, counts)
 
 
 def test_10x_v2_and_genome_choice(tmp_path, counts):
-    path = write_10x_v2(tmp_path / "v2.h5", counts)
+    path = write_10x(tmp_path / "v2.h5", counts, **TENX, version=2)
     assert detect_format(path) == "10x-h5"
     check(read_counts(path), counts)
     check(read_counts(path, gene_ids=True), counts, genes=IDS)
-    two = write_10x_v2(tmp_path / "barnyard.h5", counts, genomes=("hg19", "mm10"))
+    two = write_10x(tmp_path / "barnyard.h5", counts, **TENX, version=2,
+                    genomes=("hg19", "mm10"))
     with pytest.raises(InputError, match="2 genomes.*--key"):
         read_counts(two)
     check(read_counts(two, key="mm10"), counts)
@@ -288,7 +256,7 @@ def test_pandas_hdf_unchanged(tmp_path, counts):
 
 def test_misleading_extensions(tmp_path, counts):
     csv_as_h5 = write_table(tmp_path / "counts.h5", counts)
-    tenx_as_h5ad = write_10x_v3(tmp_path / "counts.h5ad", counts)
+    tenx_as_h5ad = write_10x(tmp_path / "counts.h5ad", counts, **TENX)
     h5ad_as_h5 = write_h5ad(tmp_path / "anndata.h5", counts)
     tsv_as_csv = write_table(tmp_path / "table.csv", counts, sep="\t")
     assert [detect_format(p) for p in (csv_as_h5, tenx_as_h5ad, h5ad_as_h5, tsv_as_csv)] == \
@@ -332,7 +300,7 @@ def test_options_that_do_not_apply_are_refused(tmp_path, counts):
         read_counts(path, layer="counts")
     with pytest.raises(InputError, match="gene_ids applies to 10x-h5 and mtx"):
         read_counts(path, gene_ids=True)
-    tenx = write_10x_v3(tmp_path / "x.h5", counts)
+    tenx = write_10x(tmp_path / "x.h5", counts, **TENX)
     with pytest.raises(InputError, match="cells_as_rows"):
         read_counts(tenx, cells_as_rows=True)
 
@@ -373,7 +341,7 @@ def test_non_integer_values_round_trip_bit_exactly(tmp_path):
 
 
 def test_convert_keeps_names_and_gene_ids(tmp_path, counts):
-    tenx = write_10x_v3(tmp_path / "in.h5", counts)
+    tenx = write_10x(tmp_path / "in.h5", counts, **TENX)
     assert cli.main(["convert", "--input", tenx, "--output", str(tmp_path / "out")]) == 0
     features = pd.read_csv(tmp_path / "out" / "features.tsv.gz", sep="\t", header=None)
     assert features[0].tolist() == IDS and features[1].tolist() == SYMBOLS  # case kept

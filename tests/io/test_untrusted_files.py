@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import tables
-from conftest import write_counts, write_labelled_counts
+from conftest import REFERENCE_CELLS, REFERENCE_GENES, write_counts
 
 import deepchem_actinn as da
 from deepchem_actinn import cli
@@ -32,7 +32,7 @@ from deepchem_actinn.io.pandas_hdf import literal_pickle
 from deepchem_actinn.io.writers import write_10x_h5
 from deepchem_actinn.sample_data import sample_files, tutorial_files
 
-N_CELLS, N_GENES = 60, 40
+N_CELLS, N_GENES = REFERENCE_CELLS, REFERENCE_GENES
 ONE_LINE = "deepchem-actinn: error: "
 
 
@@ -47,17 +47,10 @@ class Payload:
 
 
 @pytest.fixture(scope="module")
-def good(tmp_path_factory):
-    """Synthetic counts and labels, a model trained on them, and a 10x copy of the counts."""
-    folder = tmp_path_factory.mktemp("good")
-    X, _, counts, labels = write_labelled_counts(folder, N_CELLS, N_GENES)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = da.train_reference(counts, labels, epochs=1)
-    genes = [f"Gene{i}" for i in range(N_GENES)]
-    cells = [f"cell{i}" for i in range(N_CELLS)]
-    return {"X": X, "counts": counts, "labels": labels, "genes": genes, "cells": cells,
-            "model": model.save(folder / "model")}
+def good(reference):
+    """Synthetic counts (also as the array ``X``, with their ``genes`` and ``cells``), labels and
+    a model trained on them: the session's reference, only ever read here."""
+    return reference
 
 
 def run_cli(*argv):

@@ -15,6 +15,8 @@ from deepchem_actinn.model import ACTINNModel
 from deepchem_actinn.train import train_reference
 
 
+# Not the session reference: a dense ACTINNModel on a featurised array of 90 cells (blocks
+# of 32, 32, 26), fitted directly, with no featurizer or folder.
 @pytest.fixture(scope="module")
 def trained():
     counts, types = synthetic_counts(n_cells=90, n_genes=60)

@@ -31,6 +31,7 @@ def small(samples):
     return featurize(featurizer, raw), featurizer
 
 
+# Not the session reference: 25 epochs on real cells (5 types), for > 95% accuracy on them.
 @pytest.fixture(scope="module")
 def trained(small):
     features, featurizer = small
