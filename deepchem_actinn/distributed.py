@@ -188,6 +188,7 @@ def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
     from torch.nn.parallel import DistributedDataParallel
 
     from deepchem_actinn.io import detect_format
+    from deepchem_actinn.model.training import class_counts
     from deepchem_actinn.train import build_model, check_classes, split_settings, warn_dropped
 
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -214,6 +215,8 @@ def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
                             **settings)
         # Different batches on each rank, same initial weights (DDP broadcasts rank 0's).
         model._shuffle_rng = np.random.default_rng([seed, rank])
+        # class_weight="balanced" weighs by the cells of every rank, as one process would.
+        model.class_counts = _all_reduce(class_counts(data.y, len(classes)), dist.ReduceOp.SUM)
         module = model.model
         model.model = DistributedDataParallel(
             module, device_ids=[torch_device.index] if torch_device.type == "cuda" else None)
@@ -222,6 +225,7 @@ def train_distributed(train_set: str, train_labels: str, model_dir: str, *,
         else:
             steps = int(_all_reduce(np.array([model.steps_per_epoch(len(data))]),
                                     dist.ReduceOp.MIN)[0])
+            model.prepare_class_weights(data)
             model.fit_generator(_equal_steps(model, data, model.epochs_for(len(data)), steps),
                                 checkpoint_interval=0)
         saved = None

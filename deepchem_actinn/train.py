@@ -393,11 +393,10 @@ def shard_generator(model: Any, shards: ShardedCellDataset, epochs: int
                     ) -> Iterator[Tuple[List, List, List]]:
     """Batches for ``model.fit_generator``: sparse tensors on the model's device."""
     for X_b, y_b, _ in shards._batches(model.batch_size, epochs, shuffle=True):
-        y2 = y_b.reshape(-1, 1)
-        w2 = (y2 >= 0).astype(np.float32)
+        y2, w2 = model._batch_labels(y_b.reshape(-1, 1), None, "fit")  # as fit's batches
         X_t = (to_torch_csr(X_b, model.device) if shards.sparse_batches
                else X_b.toarray())
-        yield ([X_t], [np.maximum(y2, 0)], [w2])
+        yield ([X_t], [y2], [w2])
 
 
 def fit_on_shards(model: Any, shards: ShardedCellDataset, nb_epoch: Optional[int] = None,
@@ -407,6 +406,7 @@ def fit_on_shards(model: Any, shards: ShardedCellDataset, nb_epoch: Optional[int
     Returns DeepChem's average loss. Peak memory is one shard window.
     """
     epochs = model.epochs if nb_epoch is None else int(nb_epoch)
+    model.prepare_class_weights(shards)
     return float(model.fit_generator(shard_generator(model, shards, epochs), **fit_kwargs))
 
 

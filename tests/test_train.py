@@ -6,10 +6,12 @@ import socket
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch.distributed as dist
 from conftest import synthetic_counts, write_labels
 
+import deepchem_actinn.train as train_module
 from deepchem_actinn import cli
 from deepchem_actinn.distributed import main as distributed_main
 from deepchem_actinn.distributed import train_distributed
@@ -101,6 +103,40 @@ def test_every_path_trains_the_same_number_of_steps(reference, tmp_path, monkeyp
     assert in_memory.steps_per_epoch(200) == 4
     assert in_memory._global_step == 12
     assert out_of_core._global_step == 12
+
+
+def test_balanced_class_weights_are_the_same_on_every_path(reference, tmp_path, monkeypatch):
+    """class_weight="balanced" (the transfer mode's) weighs by the training cells per type,
+    in memory, out of core and distributed alike (only in-memory training applied it)."""
+    labels = pd.read_csv(reference["labels"], sep="\t", header=None, index_col=0).iloc[:, 0]
+    counts = labels.value_counts().sort_index().to_numpy(dtype=float)
+    expected = counts.sum() / (len(counts) * counts)
+    assert not np.allclose(expected, 1.0)  # the types are unbalanced here
+    options = {"epochs": 1, "class_weight": "balanced", "device": "cpu"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        in_memory = train_reference(reference["counts"], reference["labels"], **options)
+        out_of_core = train_streaming(reference["counts"], reference["labels"],
+                                      tmp_path / "shards", **options)
+        built = []  # train_distributed builds its models with train.build_model
+        original = train_module.build_model
+
+        def keep(*args, **kwargs):
+            built.append(original(*args, **kwargs))
+            return built[-1]
+
+        monkeypatch.setattr(train_module, "build_model", keep)
+        with world_of_one(monkeypatch):
+            dist.init_process_group("gloo")
+            try:
+                train_distributed(reference["counts"], reference["labels"],
+                                  os.fspath(tmp_path / "ddp"),
+                                  work_dir=os.fspath(tmp_path / "work"), **options)
+            finally:
+                dist.destroy_process_group()
+    trained = built[0]  # the rank's training model (the second is the copy it saves)
+    for model in (in_memory, out_of_core, trained):
+        np.testing.assert_allclose(model._class_weights, expected)
 
 
 def test_command_lines_save_the_same_settings(reference, tmp_path, monkeypatch):

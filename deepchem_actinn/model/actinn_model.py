@@ -54,11 +54,12 @@ from deepchem_actinn.model.presets import (
 )
 from deepchem_actinn.model.training import (
     WeightL2Adam,
-    _balanced_weights,
     _DivergenceGuard,
     _raw_counts_summary,
     _schedule_value,
     _SmoothedCrossEntropy,
+    balanced_weights,
+    class_counts,
 )
 from deepchem_actinn.preprocessing import PreprocessingWarning, ScRNAFeaturizer
 from deepchem_actinn.quiet import deepchem_messages_hidden
@@ -228,6 +229,9 @@ class ACTINNModel(TorchModel):
             **kwargs)
         self._shuffle_rng = np.random.default_rng(self.seed)
         self._class_weights: Optional[np.ndarray] = None  # set by fit with class_weight
+        #: Training cells per class that ``class_weight="balanced"`` weighs by; ``None``:
+        #: counted from what ``fit`` is given (distributed training sets the global counts).
+        self.class_counts: Optional[np.ndarray] = None
         self._guard: Optional[_DivergenceGuard] = None  # the running (or last) fit's
         # The directory load() read, recorded by annotate/to_adata for provenance.
         self.loaded_from: Optional[str] = None
@@ -307,6 +311,16 @@ class ACTINNModel(TorchModel):
             w_b = w_b * self._class_weights[y_b].astype(np.float32)
         return y_b, w_b
 
+    def prepare_class_weights(self, dataset: Any) -> None:
+        """The per-class loss weights of ``class_weight="balanced"`` (``n / (k * n_c)``) from
+        :attr:`class_counts`, else the labels of ``dataset``; every training path calls it."""
+        if self.settings.get("class_weight") != "balanced":
+            self._class_weights = None
+            return
+        counts = self.class_counts if self.class_counts is not None \
+            else class_counts(dataset.y, self.n_classes)
+        self._class_weights = balanced_weights(counts)
+
     def fit(self, dataset: dc.data.Dataset, nb_epoch: Optional[int] = None,  # type: ignore[override]
             max_checkpoints_to_keep: int = 5, checkpoint_interval: int = 1000,
             deterministic: bool = False, restore: bool = False,
@@ -330,8 +344,7 @@ class ACTINNModel(TorchModel):
                           "deepchem_actinn.train.featurize(featurizer, dataset) (or use "
                           "train_reference, which does both)", PreprocessingWarning,
                           stacklevel=user_stacklevel())
-        if self.settings.get("class_weight") == "balanced":
-            self._class_weights = _balanced_weights(dataset.y, self.n_classes)
+        self.prepare_class_weights(dataset)
         if nb_epoch is None:
             nb_epoch = self.epochs_for(len(dataset))
         with warnings.catch_warnings():

@@ -62,12 +62,14 @@ GENE_SELECTION_DEFAULTS: Dict[str, Any] = {
 #:   as a classifier, the call weighting their logits 0.2 (hidden layers) and 0.8 (linear);
 #:   Adam at 1e-3 for at least 2,000 steps, input dropout 0.5 and four times ACTINN's L2;
 #:   each batch hides half the genes from the linear head (gene dropout 0.5, read at their
-#:   mean), and a model gene the query lacks is likewise set to its reference mean, not zero.
+#:   mean), and a model gene the query lacks is likewise set to its reference mean, not zero;
+#:   each type weighs the same in the loss (balanced class weights), so rare types are called.
 #: * ``robust``: the previous cross-dataset preset (Adam at 1e-3, input dropout 0.5).
 PRESETS: Dict[str, Dict[str, Any]] = {
     "actinn": {},
     "transfer": {"learning_rate": 1e-3, "input_dropout": 0.5, "min_steps": 2000, "l2": 0.02,
                  "linear_skip": True, "linear_weight": 0.8, "gene_dropout": 0.5,
+                 "class_weight": "balanced",
                  "low_percentile": 0.0, "high_percentile": 100.0, "missing_genes": "mean"},
     "robust": {"learning_rate": 1e-3, "input_dropout": 0.5},
 }

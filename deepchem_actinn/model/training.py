@@ -31,10 +31,21 @@ if TYPE_CHECKING:
     from deepchem_actinn.model.actinn_model import ACTINNModel
 
 
+def class_counts(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Training cells per class (unknown types, -1, not counted)."""
+    labels = np.asarray(y).ravel().astype(np.int64)
+    return np.bincount(labels[labels >= 0], minlength=n_classes).astype(np.float64)
+
+
 def _balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     """``n / (k * n_c)`` per class (scikit-learn's "balanced"); absent classes get 0."""
-    labels = np.asarray(y).ravel().astype(np.int64)
-    counts = np.bincount(labels[labels >= 0], minlength=n_classes).astype(np.float64)
+    return balanced_weights(class_counts(y, n_classes))
+
+
+def balanced_weights(counts: np.ndarray) -> np.ndarray:
+    """:func:`_balanced_weights` from the cells per class (summed over ranks, say)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    n_classes = len(counts)
     present = counts > 0
     weights = np.zeros(n_classes)
     weights[present] = counts.sum() / (present.sum() * counts[present])
