@@ -141,7 +141,9 @@ class ACTINNModel(TorchModel):
         ``"cpu"``, ``"cuda"``...; default: a GPU when one is present.
     **kwargs:
         The :data:`TRAINING_OPTIONS` (``min_steps``, ``label_smoothing``,
-        ``class_weight``); the rest goes to ``dc.models.TorchModel``.
+        ``class_weight``, ``linear_skip``, ``linear_l2``, ``linear_weight``,
+        ``gene_dropout``) and the gene selection settings; ``model_dir`` and
+        DeepChem's logging options go to ``dc.models.TorchModel``.
 
     Examples
     --------
