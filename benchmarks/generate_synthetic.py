@@ -42,7 +42,10 @@ def load_profiles(reference: Optional[str], n_genes: int, n_types: int,
     if reference and os.path.isfile(os.path.join(reference, "train_set.h5")):
         import pandas as pd
 
-        counts = pd.read_hdf(os.path.join(reference, "train_set.h5"), "dge")
+        from deepchem_actinn.io.pandas_hdf import read_pandas_hdf
+
+        # The package's h5py reader: pandas' own would unpickle object-typed data.
+        counts = read_pandas_hdf(os.path.join(reference, "train_set.h5"), "dge")
         labels = pd.read_csv(os.path.join(reference, "train_label.txt"), sep="\t", header=None,
                              index_col=0).iloc[:, 0]
         X = counts.to_numpy(dtype=np.float64)  # genes x cells
