@@ -151,7 +151,7 @@ class CellDataset(CellDatasetMixin, dc.data.NumpyDataset):
         """
         _refuse_label_transformer(transformer, self)
         X, y, w, ids = transformer.transform_array(self.X, self.y, self.w, self.ids)
-        labelled = np.asarray(self.y).dtype.kind in "iu"
+        labelled = has_labels(self)
         return CellDataset(X, y if labelled else None, w if labelled else None, ids,
                            genes=self.genes, classes=self.classes)
 
@@ -168,6 +168,12 @@ class CellDataset(CellDatasetMixin, dc.data.NumpyDataset):
                             for p in parts])
         return cls(X, y, w, np.concatenate([p.ids for p in parts]), genes=genes,
                    classes=classes)
+
+
+def has_labels(dataset: Any) -> bool:
+    """Whether ``dataset.y`` holds class indices (integers); unlabelled cells have float zeros,
+    ``NumpyDataset``'s convention."""
+    return np.asarray(dataset.y).dtype.kind in "iu"
 
 
 def _refuse_label_transformer(transformer: Any, dataset: Any) -> None:
@@ -197,7 +203,7 @@ def _merge_names(datasets: Sequence[Any]) -> Tuple[np.ndarray, np.ndarray]:
 
 def _merge_labels(datasets: Sequence[Any]) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """``y`` and ``w`` of merged datasets; unlabelled cells among labelled ones get -1, weight 0."""
-    labelled = [np.asarray(d.y).dtype.kind in "iu" for d in datasets]
+    labelled = [has_labels(d) for d in datasets]
     if not any(labelled):
         return None, None
     y = np.concatenate([np.asarray(d.y, np.int64).reshape(-1, 1) if known
@@ -410,7 +416,7 @@ class SparseCellDataset(CellDatasetMixin, dc.data.Dataset):
         _refuse_label_transformer(transformer, self)
         X, y, w, ids = transformer.transform_array(self._X.toarray(), self._y, self._w,
                                                    self._ids)
-        labelled = self._y.dtype.kind in "iu"
+        labelled = has_labels(self)
         return SparseCellDataset(sp.csr_matrix(X), y if labelled else None, w, ids, self.genes,
                                  self.classes, self.sparse_batches)
 
@@ -479,7 +485,7 @@ class SparseCellDataset(CellDatasetMixin, dc.data.Dataset):
 
     def to_dense(self) -> Any:
         """A dense :class:`~deepchem_actinn.data.CellDataset` copy (small data only)."""
-        labelled = self._y.dtype.kind in "iu"
+        labelled = has_labels(self)
         return CellDataset(self._X.toarray(), self._y if labelled else None,
                            self._w if labelled else None, self._ids, genes=self.genes,
                            classes=self.classes)
@@ -487,7 +493,7 @@ class SparseCellDataset(CellDatasetMixin, dc.data.Dataset):
     @classmethod
     def from_dataset(cls, dataset: Any, sparse_batches: bool = True) -> SparseCellDataset:
         """Wrap a ``CellDataset`` (or any dataset with ``X``/``y``/``w``/``ids``)."""
-        labelled = np.asarray(dataset.y).dtype.kind in "iu"
+        labelled = has_labels(dataset)
         return cls(sp.csr_matrix(dataset.X), dataset.y if labelled else None,
                    dataset.w if labelled else None, dataset.ids,
                    genes=getattr(dataset, "genes", None),
@@ -501,7 +507,7 @@ def featurize_sparse(featurizer: Any, dataset: Any) -> SparseCellDataset:
     counts; the result holds the normalised model genes as CSR.
     """
     X = featurizer.transform(sp.csr_matrix(dataset.X), dataset.genes, sparse_output=True)
-    labelled = np.asarray(dataset.y).dtype.kind in "iu" and len(dataset.y)
+    labelled = has_labels(dataset) and len(dataset.y)
     return SparseCellDataset(X, dataset.y if labelled else None,
                              dataset.w if labelled else None, dataset.ids,
                              genes=featurizer.genes_, classes=dataset.classes,
