@@ -51,6 +51,7 @@ from deepchem_actinn.model.presets import (
     GENE_SELECTION_DEFAULTS,
     TRAINING_OPTIONS,
     preset_settings,
+    record_gene_selection,
 )
 from deepchem_actinn.model.training import (
     WeightL2Adam,
@@ -91,14 +92,6 @@ def refuse_unknown_keywords(names: Iterable[str], function: str) -> None:
     if unknown:
         raise TypeError(f"{function}() got unexpected keyword argument"
                         f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
-
-
-def _record_gene_selection(settings: Dict[str, Any], featurizer: ScRNAFeaturizer) -> None:
-    """Put the gene selection a featurizer actually used in a model's settings (saved with it)."""
-    settings.update(low_percentile=featurizer.low_percentile,
-                    high_percentile=featurizer.high_percentile,
-                    exclude_genes=featurizer.exclude_genes,
-                    missing_genes=featurizer.missing_genes)
 
 
 class ACTINNModel(TorchModel):
@@ -182,7 +175,7 @@ class ACTINNModel(TorchModel):
             options["min_steps"] = 0  # epochs asked for are the training length, not a floor
         settings = preset_settings(preset, **given, **options)
         if featurizer is not None:
-            _record_gene_selection(settings, featurizer)
+            record_gene_selection(settings, featurizer)
         if settings["class_weight"] not in (None, "balanced"):
             raise ValueError(f"class_weight must be None or 'balanced', got "
                              f"{settings['class_weight']!r}")
@@ -204,12 +197,8 @@ class ACTINNModel(TorchModel):
                              f"n_genes={n_genes}")
         self.featurizer = featurizer
         generator = torch.Generator().manual_seed(self.seed)
-        module = ActinnClassifier(self.n_genes, self.n_classes, settings["hidden_sizes"],
-                                  settings["input_dropout"], generator=generator,
-                                  dropout_seed=self.seed + 1,
-                                  linear_skip=bool(settings["linear_skip"]),
-                                  linear_weight=float(settings["linear_weight"]),
-                                  gene_dropout=float(settings["gene_dropout"]))
+        module = ActinnClassifier.from_settings(self.n_genes, self.n_classes, settings,
+                                                generator=generator, dropout_seed=self.seed + 1)
         schedule = ExponentialDecay(float(settings["learning_rate"]),
                                     float(settings["decay_rate"]), int(settings["decay_steps"]),
                                     staircase=True)
@@ -496,7 +485,7 @@ class ACTINNModel(TorchModel):
                                  f"{str(exc)[:200]})", checkpoint) from exc
         if featurizer is not None:
             self.featurizer = featurizer
-            _record_gene_selection(self.settings, featurizer)
+            record_gene_selection(self.settings, featurizer)
         if classes is not None:
             self.classes, self._classes_given = np.asarray(classes, dtype=object), True
         self._sync_schedule()

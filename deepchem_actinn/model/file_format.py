@@ -71,7 +71,12 @@ import torch
 
 from deepchem_actinn.atomic import replace_directory, staging_folder
 from deepchem_actinn.errors import ModelFileError, OutputError, TrainingError
-from deepchem_actinn.model.presets import PRESETS, TRAINING_OPTIONS, preset_settings
+from deepchem_actinn.model.presets import (
+    PRESETS,
+    TRAINING_OPTIONS,
+    preset_settings,
+    record_gene_selection,
+)
 from deepchem_actinn.preprocessing import ScRNAFeaturizer
 
 if TYPE_CHECKING:
@@ -780,16 +785,9 @@ def load_reference(directory: Union[str, os.PathLike[str]],
     try:
         settings = preset_settings(preset_name, **params)
         settings["hidden_sizes"] = tuple(int(h) for h in settings["hidden_sizes"])
-        settings.update(low_percentile=featurizer.low_percentile,  # as ACTINNModel records
-                        high_percentile=featurizer.high_percentile,
-                        exclude_genes=featurizer.exclude_genes,
-                        missing_genes=featurizer.missing_genes)
-        network = ActinnClassifier(
-            int(meta["n_genes"]), int(meta["n_classes"]),
-            settings["hidden_sizes"], float(settings["input_dropout"]),
-            linear_skip=bool(settings["linear_skip"]),
-            linear_weight=float(settings["linear_weight"]),
-            gene_dropout=float(settings["gene_dropout"]))
+        record_gene_selection(settings, featurizer)  # as ACTINNModel records it
+        network = ActinnClassifier.from_settings(int(meta["n_genes"]), int(meta["n_classes"]),
+                                                 settings)
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"inconsistent {MODEL_FILE}: {exc}", folder) from exc
     _load_state(network, state, meta, folder)

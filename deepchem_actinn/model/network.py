@@ -227,6 +227,18 @@ class ActinnClassifier(nn.Module):
             self.skip = GeneLinear(sizes[0], sizes[-1], generator)
             nn.init.zeros_(self.skip.weight)
 
+    @classmethod
+    def from_settings(cls, n_genes: int, n_classes: int, settings: Dict[str, Any],
+                      generator: Optional[torch.Generator] = None,
+                      dropout_seed: Optional[int] = None) -> ActinnClassifier:
+        """The network a model's settings (:func:`~deepchem_actinn.model.preset_settings`)
+        describe: what training builds and what loading a saved model rebuilds."""
+        return cls(n_genes, n_classes, tuple(int(h) for h in settings["hidden_sizes"]),
+                   float(settings["input_dropout"]), generator=generator,
+                   dropout_seed=dropout_seed, linear_skip=bool(settings["linear_skip"]),
+                   linear_weight=float(settings["linear_weight"]),
+                   gene_dropout=float(settings["gene_dropout"]))
+
     def layers(self) -> List[nn.Module]:
         """The linear layers, input to output (the first one a :class:`GeneLinear`)."""
         return list(self.hidden) + [self.output]

@@ -112,6 +112,14 @@ def preset_settings(preset: str, **overrides: Any) -> Dict[str, Any]:
     return {**known, **PRESETS[preset], **overrides}
 
 
+def record_gene_selection(settings: Dict[str, Any], featurizer: ScRNAFeaturizer) -> None:
+    """Put the gene selection a featurizer actually used in a model's settings (saved with it)."""
+    settings.update(low_percentile=featurizer.low_percentile,
+                    high_percentile=featurizer.high_percentile,
+                    exclude_genes=featurizer.exclude_genes,
+                    missing_genes=featurizer.missing_genes)
+
+
 def featurizer_for(preset: str = "actinn", min_gene_overlap: float = 0.1,
                    **overrides: Any) -> ScRNAFeaturizer:
     """An unfitted :class:`ScRNAFeaturizer` with a preset's gene selection.
