@@ -10,8 +10,9 @@ DeepChem's import-time messages) before DeepChem is loaded.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from deepchem_actinn.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -34,15 +35,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"deepchem_actinn.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'deepchem_actinn' has no attribute {name!r}")
-
-
-def __dir__() -> list:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 
 
 if TYPE_CHECKING:  # static checkers see the eager imports

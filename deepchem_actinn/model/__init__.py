@@ -28,8 +28,9 @@ True
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from deepchem_actinn.lazy import lazy_exports
 
 _EXPORTS = {
     # presets: every default setting (no torch, no DeepChem)
@@ -58,15 +59,7 @@ _EXPORTS = {
 __all__ = [name for name in _EXPORTS if not name.startswith("_")]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"deepchem_actinn.model.{_EXPORTS[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module 'deepchem_actinn.model' has no attribute {name!r}")
-
-
-def __dir__() -> list:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 
 
 if TYPE_CHECKING:  # static checkers see the eager imports
